@@ -16,8 +16,8 @@ relock=0
 [[ "${1:-}" == "--relock" ]] && relock=1
 
 env_key() {
-  cat "$here/requirements.lock" "$here/constraints.txt" "$here"/cpu_only_shims/* "${BASH_SOURCE[0]}" \
-    2>/dev/null | sha256sum | cut -c1-12
+  { cat "$here/requirements.lock" 2>/dev/null || true
+    cat "$here/constraints.txt" "$here"/cpu_only_shims/* "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-12
 }
 key="$(env_key)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/openrlhf-video"
