@@ -68,7 +68,7 @@ build_venv() {
     } > "$here/requirements.lock"
     key="$(env_key)"  # the venv keeps the old key's path; the next plain run builds from the lock
   fi
-  log "venv built in $((SECONDS - t0)) s"
+  log "venv built in $((SECONDS - t0)) s ($(du -sh "$venv" | cut -f1))"
 }
 
 exec 9>"$cache/setup.lock"
@@ -86,4 +86,4 @@ echo "$key" > "$stamp"
 if [[ -z "${OPENRLHF_VIDEO_VENV:-}" ]]; then
   ln -sfn "$venv" "$repo/.venv"
 fi
-log "ready: $venv ($(du -sh "$venv" 2>/dev/null | cut -f1))"
+log "ready: $venv"
