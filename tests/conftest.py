@@ -11,3 +11,20 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[var] = "1"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """The offline tiny Qwen2.5-VL (built once, then reused from ~/.cache/openrlhf-video/fixtures)."""
+    from openrlhf_video.tiny_model import build_tiny_qwen25vl
+
+    return build_tiny_qwen25vl()
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A fresh synthetic dataset per session (8 clips, 32 records, ~2 s to write): tests may
+    modify or corrupt it without affecting other sessions. Records' videos are relative to it."""
+    from openrlhf_video.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_videos=8, seed=0)

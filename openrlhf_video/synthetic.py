@@ -1,0 +1,106 @@
+"""Synthetic videos with a known event, and matching records: ground truth the tests can check.
+
+A clip shows dim noise, plus a coloured square only while `start <= t <= end`. The records ask
+when the square appears (tvg), which colour it is (mcq, oeqa), or both (gqa), in the DESIGN.md
+schema with times in seconds. Everything is deterministic given the seed and cached on disk.
+"""
+
+import json
+import os
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+VERSION = 1  # bump when the pictures change, so cached files are rebuilt
+COLORS = {
+    "red": (220, 30, 30), "green": (30, 200, 30), "blue": (40, 60, 230), "yellow": (230, 220, 30),
+    "purple": (150, 40, 200), "cyan": (30, 210, 220), "white": (240, 240, 240), "orange": (240, 140, 20),
+}  # fmt: skip
+
+
+def make_video(path, *, duration=8.0, fps=10, size=(160, 96), event=(2.0, 5.0), color="red", seed=0) -> Path:
+    """Write an H.264 MP4 of `duration` s at `fps` (size = (width, height)) whose coloured square is
+    visible exactly on the frames with start <= t <= end. Skipped when `path` already holds a
+    clip made with the same parameters (they are stored in the file's comment tag)."""
+    import av
+
+    path = Path(path)
+    width, height = size
+    start, end = event
+    n_frames = round(duration * fps)
+    if color not in COLORS:
+        raise ValueError(f"{path}: unknown color {color!r}; expected one of {sorted(COLORS)}")
+    if width % 2 or height % 2 or width < 32 or height < 32:
+        raise ValueError(f"{path}: size {size} must be even and at least 32x32 (H.264 4:2:0)")
+    if n_frames < 1 or not 0 <= start < end <= duration:
+        raise ValueError(f"{path}: event {event} must satisfy 0 <= start < end <= duration ({duration})")
+    params = json.dumps(dict(version=VERSION, duration=duration, fps=fps, size=list(size),
+                             event=list(event), color=color, seed=seed), sort_keys=True)  # fmt: skip
+    if path.exists():
+        try:
+            with av.open(str(path)) as container:
+                if container.metadata.get("comment") == params:
+                    return path
+        except (OSError, av.error.FFmpegError):
+            pass  # unreadable (e.g. a half-copied file): rebuild it
+
+    rng = np.random.default_rng(seed)
+    side = min(width, height) // 2
+    x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.mp4")
+    with av.open(str(tmp), "w") as container:
+        container.metadata["comment"] = params
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for i in range(n_frames):
+            frame = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)  # dim noise: not flat, not the shape
+            if start <= i / fps <= end:
+                frame[y0 : y0 + side, x0 : x0 + side] = COLORS[color]
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    return path
+
+
+def make_synthetic_dataset(out_dir, *, n_videos=8, seed=0) -> Path:
+    """Write `videos/clip_XXX.mp4` and `records.jsonl` (tvg, mcq, gqa and oeqa records for every
+    clip; 6-12 s clips at 10 fps, varied spans and colours). Returns `out_dir`, which is the
+    records' video_root (their `video` paths are relative to it)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    rng = random.Random(seed)
+    records = []
+    for k in tqdm(range(n_videos), desc="synthetic videos"):
+        duration = rng.randrange(60, 121) / 10  # 0.1 s steps, so duration * fps frames exactly
+        length = rng.randrange(15, int(duration * 5) + 1) / 10  # 1.5 s up to half the clip
+        start = rng.randrange(0, int((duration - length) * 10) + 1) / 10
+        span = [start, round(start + length, 1)]
+        color = rng.choice(sorted(COLORS))
+        options = rng.sample([c for c in sorted(COLORS) if c != color], 3) + [color]
+        rng.shuffle(options)
+        letter = "ABCD"[options.index(color)]
+        video = f"videos/clip_{k:03d}.mp4"
+        make_video(out_dir / video, duration=duration, event=tuple(span), color=color, seed=seed * 1000 + k)
+        common = dict(video=video, duration=duration, clip=None, source="synthetic")
+        records += [
+            dict(id=f"synthetic/clip_{k:03d}#tvg", task="tvg", question=f"When does the {color} square appear?",
+                 options=None, answer=None, span=span, **common),
+            dict(id=f"synthetic/clip_{k:03d}#mcq", task="mcq", question="Which colour is the square that appears?",
+                 options=options, answer=letter, span=None, **common),
+            dict(id=f"synthetic/clip_{k:03d}#gqa", task="gqa", question="Which colour is the square, and when is it visible?",
+                 options=options, answer=letter, span=span, **common),
+            dict(id=f"synthetic/clip_{k:03d}#oeqa", task="oeqa", question="What colour is the square? Answer with one word.",
+                 options=None, answer=color, span=None, **common),
+        ]  # fmt: skip
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    jsonl = out_dir / "records.jsonl"
+    if not jsonl.exists() or jsonl.read_text() != text:
+        tmp = jsonl.with_name(f".records.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, jsonl)
+    return out_dir

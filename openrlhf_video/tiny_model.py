@@ -1,0 +1,185 @@
+"""A tiny random Qwen2.5-VL built offline: the model the tests and the CPU demo run.
+
+Nothing is downloaded. The tokenizer is a byte-level BPE trained here on a small corpus, wrapped
+as Qwen2Tokenizer with Qwen's special tokens (in Qwen's order) and the Qwen2-VL chat template; the
+model is a real `Qwen2_5_VLForConditionalGeneration` with dimensions vLLM's CPU backend accepts
+(text head_dim 64, see shared/ENVIRONMENT.md). Built once per (builder version, seed) and cached.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+BUILDER_VERSION = 1
+FIXTURES = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "fixtures"
+
+# Qwen2.5-VL's special tokens in Qwen's id order (151643...), here placed right after the BPE vocab.
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>",
+    "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]  # fmt: skip
+# Tokens that only the processor may place: sampled as text they break the next forward
+# ("video features and video tokens do not match"), and a random model does sample them.
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+
+# Qwen2-VL's chat template (as shipped with Qwen2.5-VL-*-Instruct).
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+BPE_VOCAB_SIZE = 500  # a cap: 256 byte symbols + the ~210 merges this small corpus yields
+# What the tiny model reads and writes in tests and the demo: prompts, tags, colours, times.
+CORPUS = [
+    "You are a helpful assistant.",
+    "<think> Let me watch the video carefully. </think> <answer> B </answer>",
+    "<think>The red square appears after the start.</think><answer>2.5 to 7.0</answer>",
+    "When does the red square appear? Give the start and end time in seconds.",
+    "Which colour is the square that appears in the video? Answer with the option's letter.",
+    "What colour is the square? Answer with one word. The event happens from 1.2 to 4.8 seconds.",
+    "A. red B. green C. blue D. yellow E. purple F. cyan G. white H. orange",
+    "Output the thinking process in <think> </think> and the final answer in <answer> </answer> tags.",
+    "The person opens the door, then walks to the table and sits down. 0 1 2 3 4 5 6 7 8 9 10 11 12",
+]
+
+
+def vision_token_ids(tokenizer) -> list[int]:
+    """Ids of the vision special tokens, to forbid in sampling (HF `bad_words_ids`/`suppress_tokens`,
+    vLLM `allowed_token_ids` = the rest)."""
+    return tokenizer.convert_tokens_to_ids(VISION_TOKENS)
+
+
+def _build(out_dir: Path, seed: int) -> None:
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+    from transformers import (
+        AddedToken,
+        GenerationConfig,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2Tokenizer,
+        Qwen2VLVideoProcessor,
+    )
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    # Same normalizer and pre-tokenizer as Qwen2Tokenizer, so the learned merges apply unchanged.
+    bpe = Tokenizer(BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])  # fmt: skip
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=BPE_VOCAB_SIZE, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    bpe.train_from_iterator(CORPUS * 4, trainer=trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    vocab = dict(trained["vocab"])
+    vocab.update({token: len(vocab) + i for i, token in enumerate(SPECIAL_TOKENS)})
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[tuple(pair) for pair in trained["merges"]],
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
+    )
+    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)))
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 8, 8]},
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
+    vision = dict(
+        depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128, patch_size=14,
+        spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
+    )  # fmt: skip
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    # Stored fp32 but exactly representable in bf16: OpenRLHF's Actor loads bf16, the CPU vLLM
+    # engine fp32; with rounded weights both compute with identical values (parity tests).
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.to(torch.bfloat16).float())
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    model.save_pretrained(out_dir)
+
+    # Small frames keep video token counts low (the synthetic clips are 160x96): 4-64 merged tokens
+    # per frame pair. Same processor class and keys as the real checkpoints.
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=4 * 28 * 28, max_pixels=256 * 28 * 28),
+        video_processor=Qwen2VLVideoProcessor(
+            min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28, cap_pixels_per_frame=False
+        ),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out_dir)
+
+
+def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """Build (or reuse) the tiny Qwen2.5-VL; returns the directory for `from_pretrained` / vLLM.
+
+    Default location: ~/.cache/openrlhf-video/fixtures/tiny-qwen25vl-v<version>-seed<seed>.
+    Safe under concurrent builders: each writes a private temp dir and renames it into place.
+    """
+    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-qwen25vl-v{BUILDER_VERSION}-seed{seed}"
+    stamp = {"builder": "tiny_qwen25vl", "version": BUILDER_VERSION, "seed": seed}
+
+    def is_built() -> bool:
+        try:
+            return json.loads((out_dir / "fixture.json").read_text()) == stamp
+        except (OSError, ValueError):
+            return False
+
+    if is_built():
+        return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and is not a tiny Qwen2.5-VL (seed {seed}, builder v{BUILDER_VERSION})")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        _build(tmp, seed)
+        (tmp / "fixture.json").write_text(json.dumps(stamp))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any model directory
+        try:
+            os.rename(tmp, out_dir)  # atomic; replaces only an empty directory
+        except OSError:
+            if not is_built():  # a concurrent builder won the race: use its (identical) result
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
