@@ -1,0 +1,283 @@
+"""The frame pipeline shared by training, selection and the demo: video file -> model-ready frames.
+
+Sampling and sizing follow qwen-vl-utils' `fetch_video` (its `smart_nframes`, frame range and
+`smart_resize`, Temporal-R1's budget as defaults), so a model sees what it saw in Qwen's own
+recipes. Frames are decoded straight to the target size (decord first, PyAV when decord is
+missing or fails) and cached on disk, so a second epoch or another rollout reads them back.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openrlhf_video.data.records import DataError
+
+logger = logging.getLogger(__name__)
+
+PATCH_FACTOR = 28  # Qwen2.5-VL: patch 14 x spatial merge 2
+CACHE_VERSION = 1  # bump when the sampling or the stored layout changes
+DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "frames"
+)
+DEFAULT_CACHE_MAX_BYTES = int(float(os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE_GB", 20)) * 2**30)
+
+
+@dataclass
+class VideoFrames:
+    """Sampled, resized frames of one video and the times they were taken at."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8; T even, H and W multiples of 28
+    frames_indices: np.ndarray  # (T,) indices into the whole video
+    timestamps: np.ndarray  # (T,) seconds in the whole video's time (a clip does not shift them)
+    fps: float  # the real sampled rate: T / frames in the sampled range * video_fps
+    video_fps: float
+    total_num_frames: int  # of the whole video
+    duration: float  # of the whole video, seconds
+    range_start: int  # first frame of the sampled range (the clip's, else 0)
+    range_frames: int  # frames in the sampled range
+    backend: str  # "decord", "pyav" or "cache"
+
+    def metadata(self) -> dict:
+        """Video metadata for vLLM 0.32 (`multi_modal_data={"video": [(frames, metadata)]}`) and,
+        without its `do_sample_frames` key, for the HF processor (`video_metadata=[...]`,
+        `do_sample_frames=False`): the frames are already sampled.
+
+        It describes the sampled range (the clip, or the whole video), so the processor's
+        `sampled_fps` = len(frames_indices) / total_num_frames * fps equals `self.fps`, and its
+        `second_per_grid_ts` = temporal_patch_size / self.fps: the model's time axis starts at
+        the first sampled frame.
+        """
+        return {
+            "fps": self.video_fps,
+            "duration": self.range_frames / self.video_fps,
+            "total_num_frames": self.range_frames,
+            "frames_indices": (self.frames_indices - self.range_start).tolist(),
+            "do_sample_frames": False,
+        }
+
+
+def load_frames(
+    video_path,
+    *,
+    clip=None,
+    fps: float = 2.0,
+    min_frames: int = 4,
+    max_frames: int = 768,
+    total_pixels: int = 2048 * 28 * 28,
+    min_pixels: int = 4 * 28 * 28,
+    max_pixels: int = 768 * 28 * 28,
+    backend: str = "auto",
+    cache_dir=DEFAULT_CACHE_DIR,
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+) -> VideoFrames:
+    """Frames sampled at `fps` (within [min_frames, max_frames], even), each resized to the largest
+    multiple-of-28 size that keeps all frames within `total_pixels` (as qwen-vl-utils does).
+
+    `clip` = [start_s, end_s] samples only that part. `backend`: "auto" (decord, then PyAV),
+    "decord" or "pyav". `cache_dir=None` turns the cache off. A missing, unreadable or too-short
+    video raises DataError naming the file.
+    """
+    path = Path(video_path)
+    try:
+        stat = path.stat()
+    except OSError as e:
+        raise DataError(f"{path}: video not readable ({e.strerror})") from None
+    settings = dict(clip=list(clip) if clip else None, fps=fps, min_frames=min_frames, max_frames=max_frames,
+                    total_pixels=total_pixels, min_pixels=min_pixels, max_pixels=max_pixels)  # fmt: skip
+    cache_file = None
+    if cache_dir is not None:
+        key = json.dumps([CACHE_VERSION, str(path.resolve()), stat.st_size, stat.st_mtime_ns, settings])
+        cache_file = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()}.npz"
+        cached = _cache_read(cache_file)
+        if cached is not None:
+            return cached
+
+    # Imported here: qwen-vl-utils pulls in torch and torchvision (seconds), which `data check`
+    # and a warm cache never need.
+    from qwen_vl_utils.vision_process import calculate_video_frame_range, smart_nframes, smart_resize
+
+    def plan(total_num_frames: int, video_fps: float, height: int, width: int):
+        """Which frames to take and at what size; the same rule for every backend."""
+        if total_num_frames < 1 or not video_fps > 0:
+            raise DataError(f"{path}: no frames or no frame rate in the video stream")
+        ele = {"fps": fps, "min_frames": min_frames, "max_frames": max_frames}
+        if clip:
+            ele.update(video_start=float(clip[0]), video_end=float(clip[1]))
+        try:
+            start, end, count = calculate_video_frame_range(ele, total_num_frames, video_fps)
+            nframes = smart_nframes(ele, total_frames=count, video_fps=video_fps)
+        except ValueError as e:
+            raise DataError(f"{path}: cannot sample frames (clip {clip}): {e}") from None
+        indices = np.linspace(start, end, nframes).round().astype(np.int64)
+        frame_pixels = max(min(max_pixels, total_pixels / nframes * 2), int(min_pixels * 1.05))
+        size = smart_resize(height, width, PATCH_FACTOR, min_pixels=min_pixels, max_pixels=frame_pixels)
+        return indices, size, start, count
+
+    order = {"auto": ("decord", "pyav"), "decord": ("decord",), "pyav": ("pyav",)}[backend]
+    errors = []
+    for name in order:
+        try:
+            frames, indices, video_fps, total, start, count = _READERS[name](path, plan)
+            break
+        except DataError:
+            raise  # the video itself is unusable (too short, no stream): another reader will not help
+        except Exception as e:  # decoders raise anything from ImportError to RuntimeError
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+            logger.info("%s: %s failed to decode (%s)", path, name, e)
+    else:
+        raise DataError(f"{path}: cannot decode the video ({'; '.join(errors)})")
+
+    result = VideoFrames(
+        frames=frames,
+        frames_indices=indices,
+        timestamps=indices / video_fps,
+        fps=len(indices) / count * video_fps,
+        video_fps=video_fps,
+        total_num_frames=total,
+        duration=total / video_fps,
+        range_start=start,
+        range_frames=count,
+        backend=name,
+    )
+    if cache_file is not None:
+        _cache_write(cache_file, result, cache_max_bytes)
+    return result
+
+
+def _read_decord(path: Path, plan):
+    import decord
+    from PIL import Image
+
+    reader = decord.VideoReader(str(path), num_threads=0)
+    total, video_fps = len(reader), reader.get_avg_fps()
+    height, width = reader[0].shape[:2]
+    indices, (h, w), start, count = plan(total, video_fps, height, width)
+    # Decode at full size and scale only the wanted frames: decord's own scaling (width=,
+    # height=) would scale every decoded frame, and for sparse sampling most are thrown away.
+    frames = reader.get_batch(indices.tolist()).asnumpy()
+    if (h, w) != (height, width):
+        frames = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+    return frames, indices, video_fps, total, start, count
+
+
+def _read_pyav(path: Path, plan):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: decoding is the whole cost here
+        video_fps = float(stream.average_rate or stream.guessed_rate or 0)
+        total = stream.frames or int(float(stream.duration * stream.time_base) * video_fps if stream.duration else 0)
+        indices, (h, w), start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
+        t0 = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        if start > 0:  # jump to the keyframe before the clip instead of decoding up to it
+            container.seek(int((t0 + start / video_fps) / stream.time_base), stream=stream, backward=True)
+        # Sequential decode, converting (and scaling) only the wanted frames: a frame's index is
+        # read from its timestamp, which stays right after a seek.
+        frames, want = [], 0
+        for frame in container.decode(stream):
+            index = round((frame.time - t0) * video_fps) if frame.time is not None else -1
+            while want < len(indices) and indices[want] <= index:
+                frames.append(frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BICUBIC"))
+                want += 1
+            if want == len(indices):
+                break
+    if want < len(indices):  # a truncated file, or a container that overstates its frame count
+        raise RuntimeError(f"decoded only {want} of the {len(indices)} wanted frames (up to frame {indices[-1]})")
+    return np.stack(frames), indices, video_fps, total, start, count
+
+
+_READERS = {"decord": _read_decord, "pyav": _read_pyav}
+
+
+def video_info(video_path) -> dict:
+    """Duration, fps, frame count and size from the container, after decoding one frame (PyAV).
+
+    What `data check` uses to tell that a video exists and decodes. DataError when it does not.
+    """
+    import av
+
+    path = Path(video_path)
+    if not path.is_file():
+        raise DataError(f"{path}: video file not found")
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            next(container.decode(stream))
+            video_fps = float(stream.average_rate or stream.guessed_rate or 0)
+            if stream.duration:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration:
+                duration = container.duration / 1e6
+            else:
+                duration = None
+            frames = stream.frames or (round(duration * video_fps) if duration else 0)
+            return {"duration": duration, "fps": video_fps, "frames": frames,
+                    "width": stream.codec_context.width, "height": stream.codec_context.height}  # fmt: skip
+    except (av.error.FFmpegError, IndexError, StopIteration) as e:
+        raise DataError(f"{path}: video does not decode ({type(e).__name__}: {e})") from None
+
+
+# ---------------------------------------------------------------- the on-disk cache
+def _cache_read(cache_file: Path) -> VideoFrames | None:
+    try:
+        with np.load(cache_file) as stored:
+            fields = {name: stored[name] for name in stored.files}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        # Only a crash mid-write elsewhere could leave this (writes are atomic): drop it.
+        logger.warning("frame cache: unreadable entry %s, decoding again", cache_file)
+        cache_file.unlink(missing_ok=True)
+        return None
+    try:
+        os.utime(cache_file)  # mtime is the recency the size cap evicts by
+    except OSError:
+        pass
+    scalars = json.loads(str(fields.pop("scalars")))
+    return VideoFrames(**fields, **scalars, backend="cache")
+
+
+def _cache_write(cache_file: Path, result: VideoFrames, max_bytes: int) -> None:
+    # Write to a temporary file in the same directory, then rename: readers in other processes
+    # see the whole entry or none of it, and two writers of one key simply both succeed.
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    scalars = {name: getattr(result, name) for name in ("fps", "video_fps", "total_num_frames", "duration",
+                                                         "range_start", "range_frames")}  # fmt: skip
+    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, frames=result.frames, frames_indices=result.frames_indices, timestamps=result.timestamps,
+                     scalars=np.array(json.dumps(scalars)))  # fmt: skip
+        os.replace(tmp, cache_file)
+    except OSError as e:
+        logger.warning("frame cache: cannot write %s (%s)", cache_file, e)
+        Path(tmp).unlink(missing_ok=True)
+        return
+    _evict(cache_file.parent, max_bytes)
+
+
+def _evict(cache_dir: Path, max_bytes: int) -> None:
+    """Delete least recently used entries until the cache is within `max_bytes`."""
+    entries = []
+    for entry in os.scandir(cache_dir):
+        if entry.name.endswith(".npz") and not entry.name.startswith(".tmp-"):
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:  # evicted by another process meanwhile
+                continue
+            entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry_path in sorted(entries):
+        if total <= max_bytes:
+            break
+        Path(entry_path).unlink(missing_ok=True)
+        total -= size
+

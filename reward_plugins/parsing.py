@@ -1,0 +1,163 @@
+"""Reading what a model wrote: the answer region, the format, a time span, an option letter.
+
+This module is the single parser for both the training rewards and the lmms-eval metrics, so a
+number a model is rewarded for is the number it is evaluated on. Everything here is pure
+Python, returns None (or 0) for text it cannot understand, and never raises on any string.
+"""
+
+import math
+import re
+import string
+
+# Plain string searches, not regexes: a lazy `<answer>(.*?)</answer>` is quadratic on a
+# response with thousands of unclosed tags, and model output is attacker-grade input.
+_THINK_TO_ANSWER = re.compile(r"</think>\s*<answer>")
+
+
+def answer_region(response: str) -> str:
+    """The text a model gave as its answer: the last <answer> block, else what follows the last
+    </think>, else the whole response (DESIGN.md, Rewards). Tags match in any case."""
+    lower = response.lower()
+    end = lower.rfind("</answer>")
+    start = lower.rfind("<answer>", 0, end) if end != -1 else -1
+    if start != -1:
+        return response[start + len("<answer>") : end].strip()
+    think_end = lower.rfind("</think>")
+    return response[think_end + len("</think>") if think_end != -1 else 0 :].strip()
+
+
+def has_format(response: str, think: bool = True) -> int:
+    """1 for `<think>…</think><answer>…</answer>` (think mode: nothing else around, Temporal-R1's
+    rule) or for any `<answer>…</answer>` (no-think mode). Strict on purpose: the format is the
+    signal that teaches the tags, while content parsing is lax."""
+    if not think:
+        start = response.find("<answer>")
+        return int(start != -1 and response.find("</answer>", start) != -1)
+    text = response.strip()
+    if not (text.startswith("<think>") and text.endswith("</answer>")):
+        return 0
+    bridge = _THINK_TO_ANSWER.search(text, len("<think>"))
+    return int(bridge is not None and bridge.end() <= len(text) - len("</answer>"))
+
+
+# A time is seconds ("3.2"), mm:ss or hh:mm:ss (fractions allowed). The look-behind stops a
+# match from starting inside a word or another number ("v2", "1080p", "12:34").
+_TIME = r"(?<![\w.:])-?\d+(?::\d{1,2}){0,2}(?:\.\d+)?"
+_UNIT = r"(?:\s*(?:s|sec|secs|second|seconds)\b)?"
+_SPAN_PAIR = re.compile(
+    rf"({_TIME}){_UNIT}\s*(?:-+>?|–|—|~|,|to|until|till|and)\s*({_TIME}){_UNIT}", re.I
+)
+# Temporal-R1 writes {"start_time": "3.2", "end_time": "5.1"}; models also write
+# "start time: 3.2", "end=5.1" and "starts at 3.2 seconds and ends at 5.1".
+_SPAN_KEY = re.compile(
+    rf"\b(start|end)(?:s|ing)?(?:[ _]?time(?:stamp)?)?[\"']?\s*(?:(?:[:=]|\bat\b|\bis\b)\s*)?[\"']?({_TIME})", re.I
+)
+
+
+def parse_span(text: str, duration: float | None = None) -> tuple[float, float] | None:
+    """The (start, end) span in seconds that `text` states, or None.
+
+    Reads JSON keys (start_time/end_time), pairs like `[3.2, 5.1]`, `3.2 - 5.1`, `3.2s to 5.1s`,
+    `from 3.2 to 5.1 seconds`, `between 3.2 and 5.1`, and mm:ss / hh:mm:ss times; the first
+    statement wins. Reversed spans are swapped; with a positive duration the span is clamped
+    to [0, duration].
+    """
+    keyed = {}
+    for key, token in _SPAN_KEY.findall(text):
+        keyed.setdefault(key.lower(), token)
+    if len(keyed) == 2:
+        tokens = (keyed["start"], keyed["end"])
+    else:
+        pair = _SPAN_PAIR.search(text)
+        if pair is None:
+            return None
+        tokens = pair.groups()
+    seconds = []
+    for token in tokens:  # "3.2", "01:05", "1:02:03.5", "-1"
+        value = 0.0
+        for part in token.lstrip("-").split(":"):
+            value = value * 60 + float(part)
+        seconds.append(-value if token.startswith("-") else value)
+    start, end = sorted(seconds)
+    if not (math.isfinite(start) and math.isfinite(end)):
+        return None
+    if isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0:
+        start, end = (min(max(t, 0.0), float(duration)) for t in (start, end))
+    return (start, end)
+
+
+def temporal_iou(a, b) -> float:
+    """Intersection over union of two (start, end) spans, in [0, 1]; 0 when either is missing."""
+    if a is None or b is None:
+        return 0.0
+    (s1, e1), (s2, e2) = sorted(a), sorted(b)
+    inter = min(e1, e2) - max(s1, s2)
+    union = (e1 - s1) + (e2 - s2) - max(inter, 0.0)
+    if not union > 0:  # two zero-length spans (or NaN): only identical points overlap
+        return float(s1 == s2 and e1 == e2)
+    return min(max(inter / union, 0.0), 1.0)
+
+
+_ANSWER_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+|correct\s+)?answer\s*(?:is\b|:)", re.I)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normalisation for open answers: lower case, no punctuation, no articles,
+    and no leading "The answer is" / "Answer:"."""
+    text = _ANSWER_PREFIX.sub("", text)
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+
+
+# Letter forms, most explicit first. A letter counts only when punctuation or the end of the
+# line follows it (or it sits in brackets), so the article "a" or the "A" of "A person ..."
+# is never taken for an option.
+_BARE_LETTER = re.compile(r"\(?([A-Za-z])\)?\.?")
+_MARKED_LETTER = re.compile(
+    r"\b(?:answer|option|choice)\b[\"']?(?:\s*is\b)?(?:\s*[:=])?(?:\s*[\"'])?\s*"
+    r"(?:\(([A-Za-z])\)|([A-Za-z])(?=[.):,\"'\]]|[ \t]*$))",
+    re.I | re.M,
+)
+_LEADING_LETTER = re.compile(r"\(?([A-Za-z])(?:\)|[.:,](?!\w))")
+_BRACKETED_LETTER = re.compile(r"\(([A-Z])\)")
+_OPTION_PREFIX = re.compile(r"^\s*\(?[A-Za-z][.):]\s+")
+
+
+def parse_choice(text: str, options: list[str] | None = None) -> str | None:
+    """The upper-case option letter that `text` chooses, or None.
+
+    Understands `B`, `(B)`, `B.`, `B) text`, `Answer: b`, `the answer is (C)`, and, given the
+    options, the option's own text. With options, letters outside their range are rejected.
+    """
+    answer = text.strip().strip("*\"'` \n\t")
+    letter = None
+    if match := _BARE_LETTER.fullmatch(answer):
+        letter = match.group(1)
+    elif options and (exact := _option_by_text(answer, options, exact=True)):
+        return exact
+    elif matches := _MARKED_LETTER.findall(answer):
+        letter = "".join(matches[-1])
+    elif match := _LEADING_LETTER.match(answer):
+        letter = match.group(1)
+    elif match := _BRACKETED_LETTER.search(answer):
+        letter = match.group(1)
+    elif options:
+        return _option_by_text(answer, options, exact=False)
+    if letter is None:
+        return None
+    letter = letter.upper()
+    if options and ord(letter) - ord("A") >= len(options):
+        return None
+    return letter
+
+
+def _option_by_text(answer: str, options: list[str], exact: bool) -> str | None:
+    """The letter of the option whose text the answer is (exact) or uniquely contains."""
+    said = f" {normalize_answer(answer)} "
+    found = []
+    for index, option in enumerate(options):
+        text = normalize_answer(_OPTION_PREFIX.sub("", str(option)))
+        if text and (said.strip() == text if exact else f" {text} " in said):
+            found.append(chr(ord("A") + index))
+    return found[0] if len(found) == 1 else None

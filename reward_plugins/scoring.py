@@ -1,0 +1,121 @@
+"""The paper's dual reward: `score(response, label)` for every task.
+
+Discrete rewards (option letter, exact open answer) and the continuous temporal IoU share one
+entry, plus the format reward. The total is a weighted sum whose defaults per task live in
+PRESETS; keyword weights override them.
+"""
+
+import json
+import logging
+import math
+
+from reward_plugins.parsing import (
+    answer_region,
+    has_format,
+    normalize_answer,
+    parse_choice,
+    parse_span,
+    temporal_iou,
+)
+
+logger = logging.getLogger("reward_plugins")
+
+# Default weights per task; each preset sums to 1 so every total reward lies in [0, 1].
+# tvg is Temporal-R1's grounding reward 0.5 * IoU + 0.5 * format; the answer tasks mirror it
+# with accuracy in place of IoU; grounded QA splits the content half between its two signals.
+PRESETS = {
+    "tvg": {"iou": 0.5, "format": 0.5},
+    "mcq": {"accuracy": 0.5, "format": 0.5},
+    "oeqa": {"accuracy": 0.5, "format": 0.5},
+    "gqa": {"accuracy": 0.25, "iou": 0.25, "format": 0.5},
+}
+COMPONENTS = ("format", "iou", "accuracy")
+
+
+def parse_label(label) -> dict:
+    """Check a label (dict or its JSON text) and return its fields normalised; raise ValueError
+    naming the bad field. Spans become float tuples and MCQ answers upper-case letters."""
+    if isinstance(label, str):
+        try:
+            label = json.loads(label)
+        except ValueError as error:
+            raise ValueError(f"label is not JSON: {error}: {label[:200]!r}") from None
+    if not isinstance(label, dict):
+        raise ValueError(f"label must be a JSON object, got {type(label).__name__}")
+    task = label.get("task")
+    if not isinstance(task, str) or task not in PRESETS:
+        raise ValueError(f"label field 'task' must be one of {sorted(PRESETS)}, got {task!r}")
+    options = label.get("options")
+    if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
+        raise ValueError(f"label field 'options' must be a list of strings or null, got {options!r}")
+    duration = label.get("duration")
+    if duration is not None and not (_is_number(duration) and duration > 0):
+        raise ValueError(f"label field 'duration' must be a positive number or null, got {duration!r}")
+
+    span = None
+    if task in ("tvg", "gqa"):
+        span = label.get("span")
+        if not (isinstance(span, (list, tuple)) and len(span) == 2 and all(map(_is_number, span))):
+            raise ValueError(f"label field 'span' must be [start_s, end_s] for task {task!r}, got {span!r}")
+        span = tuple(sorted(float(t) for t in span))
+
+    answer = None
+    if task != "tvg":
+        answer = label.get("answer")
+        if not isinstance(answer, (str, int, float)) or isinstance(answer, bool) or not str(answer).strip():
+            raise ValueError(f"label field 'answer' must be a non-empty string for task {task!r}, got {answer!r}")
+        if task == "mcq" or (task == "gqa" and options):  # the gold answer goes through the model's parser
+            answer = parse_choice(str(answer), options)
+            if answer is None:
+                raise ValueError(f"label field 'answer' {label['answer']!r} is not an option letter or an option's text")
+        else:
+            answer = normalize_answer(str(answer))
+    return {"task": task, "answer": answer, "options": options, "span": span, "duration": duration}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def score(response: str, label: dict | str, *, think: bool = True, **weights) -> dict:
+    """Score one response against its label.
+
+    Returns `reward` (weighted sum, finite), `format` (0/1), the task's components (`iou`,
+    `accuracy`), `parsed` (what was understood, None if nothing) and `error` (None, or why the
+    label was unusable: then the reward is 0 and the problem is logged). Weights are keyword
+    overrides of PRESETS[task] (`iou=0.7, format=0.3`); components a task lacks are ignored.
+    """
+    unknown = set(weights) - set(COMPONENTS)
+    if unknown or not all(map(_is_number, weights.values())):
+        raise TypeError(f"reward weights must be finite numbers named {list(COMPONENTS)}, got {weights}")
+    if not isinstance(response, str):
+        response = "" if response is None else str(response)
+    try:
+        label = parse_label(label)
+    except ValueError as error:
+        logger.warning("reward 0 for an unusable label: %s", error)
+        return {"reward": 0.0, "format": 0, "parsed": None, "error": str(error)}
+
+    task = label["task"]
+    text = answer_region(response)
+    result = {"format": has_format(response, think)}
+    if task == "tvg":
+        parsed = parse_span(text, label["duration"])
+        result["iou"] = temporal_iou(parsed, label["span"])
+    elif task == "gqa":
+        choice = parse_choice(text, label["options"]) if label["options"] else normalize_answer(text) or None
+        span = parse_span(text, label["duration"])
+        parsed = {"choice": choice, "span": span} if choice or span else None
+        result["accuracy"] = float(choice == label["answer"])
+        result["iou"] = temporal_iou(span, label["span"])
+    elif task == "mcq":
+        parsed = parse_choice(text, label["options"])
+        result["accuracy"] = float(parsed == label["answer"])
+    else:  # oeqa
+        parsed = normalize_answer(text) or None
+        result["accuracy"] = float(parsed == label["answer"])
+
+    result["reward"] = float(sum(weights.get(name, default) * result[name] for name, default in PRESETS[task].items()))
+    result["parsed"] = parsed
+    result["error"] = None
+    return result

@@ -1,0 +1,163 @@
+"""The frame pipeline: sampling and sizes as qwen-vl-utils, timestamps checked against the pictures,
+metadata that gives the real HF processor the right `second_per_grid_ts`, both decoders, the cache."""
+
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import pytest
+
+from openrlhf_video.data.frames import load_frames, video_info
+from openrlhf_video.data.records import DataError
+from openrlhf_video.synthetic import COLORS, make_video
+
+EVENT = (2.0, 5.0)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    # Odd lengths on purpose: frame counts get floored to even, so the real sampled fps is not 2.
+    root = tmp_path_factory.mktemp("videos")
+    return {
+        "10fps": make_video(root / "v10.mp4", duration=6.5, fps=10, event=EVENT, color="red"),
+        "30fps": make_video(root / "v30.mp4", duration=7.5, fps=30, event=EVENT, color="red"),
+    }
+
+
+def shows_square(frame: np.ndarray) -> bool:
+    """Whether the red square is in the frame (the background is dim noise below 40)."""
+    red = np.array(COLORS["red"])
+    return bool((np.abs(frame.astype(int) - red).max(axis=-1) < 40).mean() > 0.05)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("name", ["10fps", "30fps"])
+def test_frames_are_sampled_like_qwen_and_timestamps_match_the_pictures(videos, name, backend):
+    vf = load_frames(videos[name], backend=backend, cache_dir=None)
+    video_fps = 10 if name == "10fps" else 30
+    t, h, w, c = vf.frames.shape
+    assert vf.frames.dtype == np.uint8 and c == 3
+    assert t % 2 == 0 and h % 28 == 0 and w % 28 == 0
+    assert vf.backend == backend and vf.video_fps == pytest.approx(video_fps)
+    assert vf.total_num_frames == round((6.5 if name == "10fps" else 7.5) * video_fps)
+    assert vf.fps == pytest.approx(t / vf.total_num_frames * video_fps)
+    np.testing.assert_allclose(vf.timestamps, vf.frames_indices / video_fps)
+    # The square is on screen exactly for 2.0 <= time <= 5.0: the timestamps say when each frame is.
+    for frame, time in zip(vf.frames, vf.timestamps):
+        assert shows_square(frame) == (EVENT[0] <= time <= EVENT[1]), time
+
+
+def test_same_frame_count_and_size_as_qwen_vl_utils_fetch_video(videos):
+    from qwen_vl_utils import fetch_video
+
+    budget = dict(fps=2.0, min_pixels=4 * 28 * 28, total_pixels=2048 * 28 * 28, max_frames=768)
+    for path in videos.values():
+        theirs = fetch_video({"video": str(path), **budget})  # (T, C, H, W) float
+        ours = load_frames(path, cache_dir=None).frames
+        assert ours.shape == (theirs.shape[0], theirs.shape[2], theirs.shape[3], 3)
+        # Same frames, scaled by another library: close, not identical.
+        assert np.abs(ours.astype(float) - theirs.permute(0, 2, 3, 1).numpy()).mean() < 8
+
+
+def test_the_processor_gets_the_real_sampled_fps(videos, tiny_model_dir):
+    """`second_per_grid_ts` (seconds per temporal token) drives Qwen2.5-VL's absolute time axis:
+    with our metadata the real HF processor must compute temporal_patch_size / real fps."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    text = "<|vision_start|><|video_pad|><|vision_end|>when?"
+    for path, kwargs in [(videos["10fps"], {}), (videos["30fps"], {}), (videos["30fps"], {"max_frames": 6}),
+                         (videos["30fps"], {"clip": (1.0, 4.5)})]:  # fmt: skip
+        vf = load_frames(path, cache_dir=None, **kwargs)
+        metadata = {k: v for k, v in vf.metadata().items() if k != "do_sample_frames"}  # HF has no such field
+        out = processor(text=[text], videos=[vf.frames], video_metadata=[metadata], do_sample_frames=False, return_tensors="pt")
+        assert out["second_per_grid_ts"][0] == pytest.approx(2 / vf.fps)
+        assert vf.fps != pytest.approx(2.0)  # the floors to even frames make the naive value wrong
+        # No second resize inside the processor: the grid is our frames' own.
+        assert out["video_grid_thw"][0].tolist() == [len(vf.frames) // 2, vf.frames.shape[1] // 14, vf.frames.shape[2] // 14]
+
+
+def test_clip_samples_only_that_part_in_the_whole_videos_time(videos):
+    vf = load_frames(videos["30fps"], clip=(3.0, 6.0), cache_dir=None, backend="pyav")
+    assert 3.0 <= vf.timestamps[0] and vf.timestamps[-1] <= 6.0
+    assert [shows_square(f) for f in vf.frames] == [t <= EVENT[1] for t in vf.timestamps]
+    meta = vf.metadata()
+    assert meta["frames_indices"][0] == 0 and meta["total_num_frames"] == vf.range_frames
+    assert meta["duration"] == pytest.approx(3.0, abs=0.05) and meta["do_sample_frames"] is False
+    decord_vf = load_frames(videos["30fps"], clip=(3.0, 6.0), cache_dir=None, backend="decord")
+    np.testing.assert_array_equal(decord_vf.frames_indices, vf.frames_indices)
+
+
+def test_auto_falls_back_to_pyav_when_decord_fails(videos, monkeypatch, caplog):
+    import decord
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("decord cannot open this file")
+
+    monkeypatch.setattr(decord, "VideoReader", broken)
+    vf = load_frames(videos["10fps"], cache_dir=None)
+    assert vf.backend == "pyav" and len(vf.frames) == 12
+
+
+def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    for path in (corrupt, tmp_path / "missing.mp4"):
+        with pytest.raises(DataError, match=str(path)):
+            load_frames(path, cache_dir=None)
+        with pytest.raises(DataError, match=str(path)):
+            video_info(path)
+    one_frame = make_video(tmp_path / "one.mp4", duration=0.1, fps=10, event=(0.0, 0.1))
+    with pytest.raises(DataError, match="one.mp4.*cannot sample"):
+        load_frames(one_frame, cache_dir=None)
+
+
+def test_video_info_reads_duration_from_the_file(videos):
+    info = video_info(videos["30fps"])
+    assert info["duration"] == pytest.approx(7.5, abs=0.05) and info["fps"] == 30 and info["frames"] == 225
+
+
+def _load_from_cache(args):
+    path, cache_dir = args
+    vf = load_frames(path, cache_dir=cache_dir)
+    return vf.frames.sum(), vf.backend
+
+
+def test_cache_hits_keys_and_is_safe_for_concurrent_processes(videos, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    cold = load_frames(videos["10fps"], cache_dir=cache)
+    warm = load_frames(videos["10fps"], cache_dir=cache)
+    assert cold.backend == "decord" and warm.backend == "cache"
+    for name in ("frames", "frames_indices", "timestamps"):
+        np.testing.assert_array_equal(getattr(cold, name), getattr(warm, name))
+    assert warm.metadata() == cold.metadata() and warm.fps == cold.fps
+    assert load_frames(videos["10fps"], cache_dir=cache, fps=1.0).backend != "cache"  # settings are in the key
+    os.utime(videos["10fps"], ns=(1, 1))  # a changed file (mtime) is decoded again
+    assert load_frames(videos["10fps"], cache_dir=cache).backend != "cache"
+
+    # A truncated entry (as a crash outside our atomic writes could leave) is dropped and rebuilt.
+    entry = max(cache.glob("*.npz"), key=os.path.getmtime)
+    entry.write_bytes(entry.read_bytes()[:100])
+    assert load_frames(videos["10fps"], cache_dir=cache).backend != "cache"
+    assert "unreadable entry" in caplog.text
+
+    # Several processes filling and reading one key at once all get the same, whole frames.
+    fresh = tmp_path / "shared"
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        results = pool.map(_load_from_cache, [(videos["30fps"], fresh)] * 6)
+    assert len({total for total, _ in results}) == 1
+    assert len(list(fresh.glob("*.npz"))) == 1 and not list(fresh.glob(".tmp-*"))
+
+
+def test_cache_size_cap_evicts_least_recently_used(videos, tmp_path):
+    cache = tmp_path / "cache"
+    load_frames(videos["10fps"], cache_dir=cache, fps=1.0)
+    [first] = cache.glob("*.npz")
+    cap = int(first.stat().st_size * 2.5)  # room for two entries of about this size, not three
+    load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=6, cache_max_bytes=cap)
+    os.utime(first, ns=(time.time_ns() + 10**12,) * 2)  # as if the first had just been read again
+    load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=8, cache_max_bytes=cap)
+    entries = list(cache.glob("*.npz"))
+    assert len(entries) == 2 and first in entries
+    assert sum(p.stat().st_size for p in entries) <= cap

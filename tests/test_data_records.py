@@ -1,0 +1,205 @@
+"""Converters (one small sample per native layout), the data config, bad data, and the data CLI."""
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from openrlhf_video.data import DataError, Skips, load_config, read_records, validate_record
+from openrlhf_video.data.cli import main as data_main
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- converters
+def test_temporal_r1_spans_become_seconds(tmp_path):
+    src = write(tmp_path / "tr1.json", json.dumps([
+        {"problem": "person opens the door", "solution": [0.25, 0.5], "video": "3MSZA.mp4",
+         "video_length": 32.0, "dataset": "charades_train"},
+    ]))  # fmt: skip
+    [rec] = read_records(src, "temporal_r1")
+    assert rec["task"] == "tvg" and rec["span"] == [8.0, 16.0] and rec["duration"] == 32.0
+    assert rec["video"] == "3MSZA.mp4" and rec["question"] == "person opens the door"
+    assert rec["source"] == "charades_train" and rec["options"] is None
+
+
+def test_charades_sta_text_lines(tmp_path):
+    src = write(tmp_path / "charades_sta_test.txt", "3MSZA 24.3 30.4##person turn a light on.\n\n3MSZA 0 6.9##person opening a door.\nAO8RW 2.1 8.5##a person is putting a book on a shelf.\n")
+    recs = read_records(src, "charades_sta")
+    assert [r["id"] for r in recs] == ["charades_sta/3MSZA#0", "charades_sta/3MSZA#1", "charades_sta/AO8RW#0"]
+    assert recs[0]["span"] == [24.3, 30.4] and recs[0]["duration"] is None  # read from the video later
+    assert recs[0]["video"] == "3MSZA.mp4" and recs[0]["question"] == "person turn a light on."
+    assert read_records(src, "charades_sta", video_ext="avi")[2]["video"] == "AO8RW.avi"
+
+
+@pytest.mark.parametrize("fmt", ["charades_sta", "activitynet"])
+def test_caption_json_layouts(tmp_path, fmt):
+    src = write(tmp_path / "train.json", json.dumps({
+        "v_QOlSCBRmfWY": {"duration": 82.73, "timestamps": [[0.83, 19.86], [17.37, 83.2]],
+                          "sentences": [" A young woman is seen standing.", "She then begins dancing."]},
+    }))  # fmt: skip
+    first, second = read_records(src, fmt)
+    assert first["id"] == f"{fmt}/v_QOlSCBRmfWY#0" and first["question"] == "A young woman is seen standing."
+    assert first["span"] == [0.83, 19.86] and first["duration"] == 82.73 and first["video"] == "v_QOlSCBRmfWY.mp4"
+    assert second["span"] == [17.37, 82.73]  # 0.47 s past the end: clamped, as the slack allows
+
+
+def test_nextgqa_options_answer_and_grounding(tmp_path):
+    src = write(tmp_path / "val.csv", "video_id,frame_count,width,height,question,answer,qid,type,a0,a1,a2,a3,a4\n"
+                "4010069381,1500,640,480,why did the boy pick up the ball,to throw it,6,CW,to eat it,to throw it,to hide,to clean it,to sit\n")  # fmt: skip
+    write(tmp_path / "gsub_val.json", json.dumps({"4010069381": {"duration": 50.0, "location": {"6": [[1.2, 5.8], [9.0, 12.5]]}, "fps": 29.97}}))
+    write(tmp_path / "map_vid_vidorID.json", json.dumps({"4010069381": "1106/4010069381"}))
+    [rec] = read_records(src, "nextgqa")
+    assert rec["task"] == "gqa" and rec["answer"] == "B" and rec["options"][1] == "to throw it"
+    assert rec["span"] == [1.2, 12.5] and rec["duration"] == 50.0  # one span covering both
+    assert rec["video"] == "1106/4010069381.mp4" and rec["question"] == "why did the boy pick up the ball?"
+
+
+def test_mvbench_candidates_answer_text_and_clip(tmp_path):
+    src = write(tmp_path / "action_sequence.json", json.dumps([
+        {"video": "ZS9XR.mp4", "question": "What did the person do first?", "candidates": ["Sat down.", "Opened the door."],
+         "answer": "Opened the door.", "start": 3.5, "end": 12.0},
+        {"video": "X1.mp4", "question": "What is shown?", "candidates": ["a cat", "a dog", "a car"], "answer": "a car"},
+    ]))  # fmt: skip
+    bounded, whole = read_records(src, "mvbench")
+    assert bounded["task"] == "mcq" and bounded["answer"] == "B" and bounded["clip"] == [3.5, 12.0]
+    assert whole["answer"] == "C" and whole["clip"] is None and whole["source"] == "mvbench/action_sequence"
+
+
+# ---------------------------------------------------------------- the data config
+def test_data_config_loads_several_formats_with_seeded_sampling(tmp_path, synthetic_data):
+    write(tmp_path / "ann/charades.txt", "".join(f"V{i} 1 {2 + i}##event {i}\n" for i in range(10)))
+    write(tmp_path / "ann/mv.json", json.dumps([{"video": f"m{i}.mp4", "question": "q?", "candidates": ["x", "y"], "answer": "y"} for i in range(4)]))
+    config = write(tmp_path / "data.yaml", f"""
+seed: 3
+datasets:
+  - path: {synthetic_data / 'records.jsonl'}
+    video_root: {synthetic_data}
+    sample: 0.5
+  - path: ann/charades.txt
+    format: charades_sta
+    video_root: videos/charades
+    sample: 4
+  - path: ann/mv.json
+    format: mvbench
+""")
+    records = load_config(config)
+    assert len(records) == 16 + 4 + 4
+    assert all(r["video"].startswith(str(synthetic_data)) for r in records[:16])
+    assert records[16]["video"].startswith(str(tmp_path / "videos/charades/V"))
+    assert records[20]["video"] == "m0.mp4"  # no video_root: as written
+    assert load_config(config) == records  # fixed seed: the same draw every time
+    other = load_config(write(tmp_path / "other.yaml", config.read_text().replace("seed: 3", "seed: 4")))
+    assert [r["id"] for r in other] != [r["id"] for r in records]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("datasets: {}", "a 'datasets' list"),
+    ("datasets:\n  - path: x.jsonl\n    fromat: records", "unknown keys \\['fromat'\\]"),
+    ("datasets:\n  - path: x.jsonl\n    format: charades", "format: 'charades' is not one of"),
+    ("datasets:\n  - path: x.jsonl\n    sample: 1.5", "sample: a count"),
+    ("datasets:\n  - path: missing.jsonl", "missing.jsonl: annotation file not found"),
+])  # fmt: skip
+def test_bad_data_configs_name_the_file_and_the_entry(tmp_path, body, message):
+    config = write(tmp_path / "bad.yaml", body)
+    with pytest.raises(DataError, match=message) as error:
+        load_config(config)
+    assert str(tmp_path) in str(error.value)
+
+
+# ---------------------------------------------------------------- bad data
+GOOD = {"id": "a#0", "task": "tvg", "video": "a.mp4", "question": "q", "span": [1, 2], "duration": 10}
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"id": "a#1", "task": "tvg", "video": "a.mp4", "question": "q", "span": [3, 50], "duration": 10}', "past the end"),
+    ('{"id": "a#1", "task": "tvg", "video": "a.mp4", "question": "q", "span": [NaN, 5], "duration": 10}', "not a finite number"),
+    ('{"id": "a#1", "task": "tvg", "video": "a.mp4", "question": "q", "span": [5, 4]}', "start < end"),
+    ('{"id": "a#1", "task": "tvg", "video": "a.mp4", "question": "q", "span": [1, 2]', "malformed JSON line"),
+    ('{"id": "a#1", "task": "mcq", "video": "a.mp4", "question": "q", "options": ["x", "y"], "answer": "C"}', "answer: 'C' is not an option letter"),
+    ('{"id": "a#1", "task": "mcq", "video": "a.mp4", "question": "q", "options": null, "answer": "A"}', "options: a mcq record needs"),
+    ('{"id": "a#1", "task": "oeqa", "video": "a.mp4", "question": "q"}', "oeqa record needs the answer"),
+    ('{"id": "a#1", "task": "ground", "video": "a.mp4", "question": "q"}', "task: 'ground' is not one of"),
+    ('{"id": "a#1", "task": "tvg", "video": "a.mp4", "question": "q", "span": [1, 2], "spna": 1}', "unknown fields"),
+])  # fmt: skip
+def test_bad_records_name_the_file_and_line_or_are_counted_skips_in_training(tmp_path, caplog, line, message):
+    src = write(tmp_path / "recs.jsonl", f"{json.dumps(GOOD)}\n{line}\n{json.dumps({**GOOD, 'id': 'a#2'})}\n")
+    with pytest.raises(DataError, match=f"recs.jsonl:2: .*{message}"):
+        read_records(src)
+    skips = Skips(limit=1)  # training mode
+    with caplog.at_level(logging.WARNING):
+        assert [r["id"] for r in read_records(src, skips=skips)] == ["a#0", "a#2"]
+    assert len(skips.problems) == 1 and "recs.jsonl:2" in caplog.text
+
+
+def test_the_skip_cap_stops_a_mostly_broken_dataset(tmp_path):
+    src = write(tmp_path / "recs.jsonl", "not json\n" * 3 + json.dumps(GOOD) + "\n")
+    assert len(read_records(src, skips=Skips(limit=3))) == 1
+    with pytest.raises(DataError, match="more than 2 bad records skipped; the last: .*recs.jsonl:3"):
+        read_records(src, skips=Skips(limit=2))
+
+
+def test_malformed_json_files_name_the_line(tmp_path):
+    src = write(tmp_path / "mv.json", '[\n {"video": "a.mp4",\n  "question": oops}\n]')
+    with pytest.raises(DataError, match="mv.json:3: malformed JSON"):
+        read_records(src, "mvbench")
+
+
+def test_charades_bad_line_and_activitynet_mismatch_name_their_place(tmp_path):
+    with pytest.raises(DataError, match="c.txt:2: .*expected 'VIDEO START END##sentence'"):
+        read_records(write(tmp_path / "c.txt", "A 1 2##ok\nA 1 2 opens the door\n"), "charades_sta")
+    src = write(tmp_path / "anet.json", json.dumps({"v1": {"duration": 9, "timestamps": [[1, 2]], "sentences": ["a", "b"]}}))
+    with pytest.raises(DataError, match="anet.json: entry 'v1': .*differ in length"):
+        read_records(src, "activitynet")
+
+
+def test_validate_fills_every_key_and_clamps_small_overshoot():
+    rec = validate_record({**GOOD, "span": ["1.5", 10.4]})
+    assert rec["span"] == [1.5, 10.0] and rec["options"] is None and rec["clip"] is None
+    with pytest.raises(DataError, match="span: .* is outside the clip"):
+        validate_record({**GOOD, "clip": [3, 8]})
+
+
+# ---------------------------------------------------------------- the CLI
+def test_convert_writes_records_that_read_back(tmp_path, capsys):
+    src = write(tmp_path / "c.txt", "A 1 2##one\nB 3 4##two\n")
+    out = tmp_path / "out/records.jsonl"
+    assert data_main(["convert", str(src), "--format", "charades_sta", "-o", str(out)]) == 0
+    assert read_records(out) == read_records(src, "charades_sta")
+    assert data_main(["convert", str(src), "-o", str(out)]) == 2
+    assert "give --format" in capsys.readouterr().err
+
+
+def test_check_reports_a_table_and_the_problems_with_file_and_line(tmp_path, synthetic_data, capsys):
+    recs = [json.loads(line) for line in (synthetic_data / "records.jsonl").read_text().splitlines()[:4]]
+    write(tmp_path / "corrupt.mp4", "not a video")
+    bad = [
+        {**recs[0], "id": "missing", "video": "nowhere.mp4"},
+        {**recs[0], "id": "corrupt", "video": str(tmp_path / "corrupt.mp4")},
+        {**recs[0], "id": "long", "duration": None, "span": [1.0, 40.0]},  # past the end of the real file
+        {**recs[0], "id": "wrongdur", "duration": 60.0},
+        recs[1],
+    ]
+    write(tmp_path / "recs.jsonl", "".join(json.dumps(r) + "\n" for r in recs + bad) + '{"broken\n')
+    config = write(tmp_path / "data.yaml", f"datasets:\n  - path: recs.jsonl\n    video_root: {synthetic_data}\n")
+    assert data_main(["check", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "recs.jsonl" in out and "records" in out and "problems" in out
+    assert "6 problem(s)" in out
+    assert "recs.jsonl:5: " in out and "nowhere.mp4: video file not found" in out
+    assert "recs.jsonl:6: " in out and "video does not decode" in out
+    assert "recs.jsonl:7: span: [1.0, 40.0] is past the end" in out
+    assert "recs.jsonl:8: duration: the annotation says 60.0 s" in out
+    assert "recs.jsonl:9: id: 'synthetic/clip_000#mcq' was already used at " in out
+    assert "recs.jsonl:10: malformed JSON line" in out
+
+    good = write(tmp_path / "good.yaml", f"datasets:\n  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n")
+    result = subprocess.run([sys.executable, "-m", "openrlhf_video", "data", "check", str(good)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "all records OK" in result.stdout and "checking records.jsonl" in result.stderr  # the progress bar
