@@ -9,14 +9,14 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["openrlhf_video*", "reward_plugins*", "lmms_tasks*"]),
-    package_data={"lmms_tasks": ["**/*.yaml"]},
+    package_data={"lmms_tasks": ["**/*.yaml", "**/*_yaml", "**/utils.py"]},
     # Light on purpose: the rewards are pure Python and must install anywhere. torch is never
     # pinned here; it comes from the user's machine (GPU) or cpu_env/setup.sh (CPU tests).
     install_requires=["pyyaml", "tqdm", "numpy", "aiohttp", "matplotlib"],
     extras_require={
         "train": ["openrlhf[vllm]==0.11.2", "av<16", "decord", "qwen-vl-utils"],
         "eval": ["lmms-eval==0.7.3", "av<16", "decord"],
-        "dev": ["pytest", "pytest-timeout", "hypothesis"],
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "requests", "psutil"],
     },
     entry_points={"console_scripts": ["openrlhf-video=openrlhf_video.cli:main"]},
 )
