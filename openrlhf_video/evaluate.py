@@ -1,0 +1,64 @@
+"""`openrlhf-video eval [lmms-eval args]`: lmms-eval with our `rlt_` tasks, failing when it fails.
+
+Everything after `eval` goes to lmms-eval unchanged; we add `--include_path` (lmms-eval has no
+entry point through which a package could offer tasks). lmms-eval exits 0 even when a task name
+is unknown, a dataset cannot be loaded or the evaluation raises (it logs the error and carries
+on), so success is judged from what it wrote: a results file from this run that holds every task
+asked for, each with at least one scored sample.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lmms_tasks
+
+# `--tasks list` and friends print and exit without results; they succeed when lmms-eval does.
+LISTINGS = {"list", "list_groups", "list_tags", "list_subtasks"}
+
+
+def main(argv: list[str]) -> int:
+    if any(arg == "--include_path" or arg.startswith("--include_path=") for arg in argv):
+        print(
+            "openrlhf-video eval: --include_path is set to our task folder already and lmms-eval "
+            "takes only one; run `lmms-eval --include_path DIR` yourself to combine task folders",
+            file=sys.stderr,
+        )
+        return 2
+    known = argparse.ArgumentParser(add_help=False)
+    known.add_argument("--tasks")
+    known.add_argument("--output_path")
+    args, _ = known.parse_known_args(argv)
+    command = [sys.executable, "-m", "lmms_eval", *argv, "--include_path", str(lmms_tasks.TASKS_DIR)]
+    if args.tasks is None or args.tasks in LISTINGS:
+        return subprocess.call(command)
+
+    with tempfile.TemporaryDirectory(prefix="openrlhf-video-eval-") as scratch:
+        output = Path(args.output_path or scratch)
+        if args.output_path is None:
+            command += ["--output_path", scratch]
+        started = time.time()
+        code = subprocess.call(command)
+        problems = [] if code == 0 else [f"lmms-eval exited with code {code}"]
+        problems += check_results(output, args.tasks.split(","), since=started)
+    for problem in problems:
+        print(f"openrlhf-video eval: FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def check_results(output_path: Path, tasks: list[str], since: float) -> list[str]:
+    """What is wrong with the results lmms-eval wrote under `output_path` after `since` (empty
+    when nothing is): no results file, a requested task or group absent, a task with no sample."""
+    files = [p for p in output_path.glob("**/*_results.json") if p.stat().st_mtime >= since]
+    if not files:
+        return [f"no results file written under {output_path}: the evaluation did not finish (see the log above)"]
+    results = json.loads(max(files, key=lambda p: p.stat().st_mtime).read_text())
+    problems = [f"no results for task {name!r}" for name in tasks if "*" not in name and name not in results["results"]]
+    for name, counts in results.get("n-samples", {}).items():
+        if not counts.get("effective"):
+            problems.append(f"task {name!r} scored no samples")
+    return problems

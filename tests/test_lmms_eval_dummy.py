@@ -1,0 +1,153 @@
+"""`openrlhf-video eval` through lmms-eval's real evaluator with `--model dummy`, which answers
+every request with one fixed text: every metric of every rlt_ task is then known exactly.
+
+The local data use three of our converters' formats (records JSONL, ActivityNet Captions JSON,
+MVBench JSON through a data config), with a duplicated query and a missing video.
+"""
+
+import glob
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from openrlhf_video import evaluate
+
+RESPONSE = "<think>x</think><answer>(B) 2.0 to 6.0</answer>"  # option B, span [2, 6]
+PREDICTED = (2.0, 6.0)
+
+
+def iou(a, b):
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / ((a[1] - a[0]) + (b[1] - b[0]) - inter)
+
+
+def mean(values):
+    return 100.0 * sum(values) / len(values)
+
+
+@pytest.fixture(scope="module")
+def local_data(synthetic_data, tmp_path_factory):
+    """Write the four tasks' local annotations; return (env vars, records per task)."""
+    out = tmp_path_factory.mktemp("lmms_local")
+    records = [json.loads(line) for line in (synthetic_data / "records.jsonl").read_text().splitlines()]
+    by_task = {task: [r for r in records if r["task"] == task] for task in ("tvg", "mcq", "gqa")}
+    videos = synthetic_data / "videos"
+
+    # Charades-STA as records: a query asked twice counts twice; a missing video is a counted miss.
+    charades = by_task["tvg"] + [by_task["tvg"][0], {**by_task["tvg"][1], "id": "gone#0", "video": "videos/gone.mp4"}]
+    (out / "charades.jsonl").write_text("".join(json.dumps(r) + "\n" for r in charades))
+    # ActivityNet Captions' own layout: {video id: {duration, timestamps, sentences}}.
+    activitynet = {Path(r["video"]).stem: {"duration": r["duration"], "timestamps": [r["span"]], "sentences": [r["question"]]}
+                   for r in by_task["tvg"]}  # fmt: skip
+    (out / "activitynet.json").write_text(json.dumps(activitynet))
+    # MVBench's own layout, one JSON per subtask (named by the subtask), listed in a data config.
+    subtasks = [p.stem.removeprefix("rlt_mvbench_") for p in Path(evaluate.lmms_tasks.TASKS_DIR, "mvbench").glob("rlt_mvbench_*.yaml")]
+    mvbench = {}
+    for k, subtask in enumerate(sorted(subtasks)):
+        r = by_task["mcq"][k % len(by_task["mcq"])]
+        mvbench[subtask] = r
+        item = {"video": Path(r["video"]).name, "question": r["question"], "candidates": r["options"],
+                "answer": r["options"][ord(r["answer"]) - ord("A")]}  # fmt: skip
+        (out / f"{subtask}.json").write_text(json.dumps([item]))
+    config = {"datasets": [{"path": f"{s}.json", "format": "mvbench", "video_root": str(videos)} for s in subtasks]}
+    (out / "mvbench.yaml").write_text(yaml.safe_dump(config))
+
+    env = {
+        "RLT_CHARADES_STA_ANNOTATIONS": str(out / "charades.jsonl"),
+        "RLT_CHARADES_STA_VIDEO_ROOT": str(synthetic_data),
+        "RLT_ACTIVITYNET_TVG_ANNOTATIONS": str(out / "activitynet.json"),
+        "RLT_ACTIVITYNET_TVG_VIDEO_ROOT": str(videos),
+        "RLT_MVBENCH_ANNOTATIONS": str(out / "mvbench.yaml"),
+        "RLT_NEXTGQA_ANNOTATIONS": str(synthetic_data / "records.jsonl"),  # video paths relative to it
+    }
+    return env, {"charades": charades, "activitynet": by_task["tvg"], "mvbench": mvbench, "nextgqa": by_task["gqa"]}
+
+
+@pytest.fixture(scope="module")
+def dummy_run(local_data, tmp_path_factory):
+    env, records = local_data
+    out = tmp_path_factory.mktemp("lmms_out")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        code = evaluate.main(["--model", "dummy", "--model_args", f"response={RESPONSE}", "--tasks", "rlt_video",
+                              "--output_path", str(out), "--log_samples"])  # fmt: skip
+    results = json.loads(Path(glob.glob(f"{out}/**/*_results.json", recursive=True)[0]).read_text())
+    return code, out, results, records
+
+
+def test_exit_code_and_sample_counts(dummy_run):
+    code, _, results, records = dummy_run
+    assert code == 0
+    counts = {task: n["effective"] for task, n in results["n-samples"].items()}
+    assert counts["rlt_charades_sta"] == len(records["charades"]) == 10  # duplicate and missing included
+    assert counts["rlt_activitynet_tvg"] == 8 and counts["rlt_nextgqa"] == 8
+    assert {t for t in counts if t.startswith("rlt_mvbench_")} == {f"rlt_mvbench_{s}" for s in records["mvbench"]}
+
+
+def test_grounding_metrics_exact(dummy_run):
+    _, _, results, records = dummy_run
+    for task, docs in (("rlt_charades_sta", records["charades"]), ("rlt_activitynet_tvg", records["activitynet"])):
+        ious = [0.0 if "gone" in r["video"] else iou(PREDICTED, r["span"]) for r in docs]
+        got = results["results"][task]
+        assert got["mIoU,none"] == pytest.approx(mean(ious))
+        for t in (0.3, 0.5, 0.7):
+            assert got[f"R@{t},none"] == pytest.approx(mean([x >= t for x in ious]))
+        missing = sum("gone" in r["video"] for r in docs)
+        assert got["missing_videos,none"] == missing
+        assert got["parse_fail,none"] == pytest.approx(mean([1] * missing + [0] * (len(docs) - missing)))
+        assert got["format,none"] == pytest.approx(100.0 - got["parse_fail,none"])
+    assert results["results"]["rlt_charades_sta"]["missing_videos,none"] == 1
+
+
+def test_mvbench_per_subtask_and_overall(dummy_run):
+    _, _, results, records = dummy_run
+    for subtask, r in records["mvbench"].items():
+        assert results["results"][f"rlt_mvbench_{subtask}"]["accuracy,none"] == (100.0 if r["answer"] == "B" else 0.0)
+    overall = mean([r["answer"] == "B" for r in records["mvbench"].values()])
+    assert 0 < overall < 100  # the data must make the check discriminating
+    assert results["results"]["rlt_mvbench"]["accuracy,none"] == pytest.approx(overall)
+
+
+def test_nextgqa_metrics_exact(dummy_run):
+    _, _, results, records = dummy_run
+    docs = records["nextgqa"]
+    right = [r["answer"] == "B" for r in docs]
+    ious = [iou(PREDICTED, r["span"]) for r in docs]
+    iops = [max(0.0, min(6.0, r["span"][1]) - max(2.0, r["span"][0])) / 4.0 for r in docs]
+    got = results["results"]["rlt_nextgqa"]
+    expected = {
+        "Acc@QA": mean(right), "Acc@GQA": mean([a and p >= 0.5 for a, p in zip(right, iops)]),
+        "mIoP": mean(iops), "IoP@0.3": mean([p >= 0.3 for p in iops]), "IoP@0.5": mean([p >= 0.5 for p in iops]),
+        "mIoU": mean(ious), "IoU@0.3": mean([x >= 0.3 for x in ious]), "IoU@0.5": mean([x >= 0.5 for x in ious]),
+    }  # fmt: skip
+    assert {name: got[f"{name},none"] for name in expected} == pytest.approx(expected)
+    assert "rlt_video" in results["results"]
+
+
+def test_logged_iou_equals_the_training_reward(dummy_run):
+    """The metric's IoU for a logged response is what OpenRLHF's reward file gives that response."""
+    from reward_plugins.openrlhf_reward import reward_func
+
+    _, out, _, _ = dummy_run
+    samples = [json.loads(line) for line in open(glob.glob(f"{out}/**/*_samples_rlt_charades_sta.jsonl", recursive=True)[0])]
+    prompt = "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
+    checked = 0
+    for sample in samples:
+        if sample["missing_videos"]:
+            continue
+        label = {"task": "tvg", "span": json.loads(sample["target"])["span"], "duration": None}
+        reward = reward_func([prompt + sample["filtered_resps"] + "<|im_end|>"], [prompt], [json.dumps(label)])
+        assert sample["mIoU"] == pytest.approx(100 * reward["extra_logs"]["iou"].item(), abs=1e-4)
+        checked += 1
+    assert checked == 9
+
+
+def test_check_results_names_what_is_missing(dummy_run, tmp_path):
+    _, out, _, _ = dummy_run
+    assert evaluate.check_results(out, ["rlt_video"], since=0) == []
+    assert evaluate.check_results(out, ["rlt_video", "rlt_nosuch"], since=0) == ["no results for task 'rlt_nosuch'"]
+    assert "no results file" in evaluate.check_results(tmp_path, ["rlt_video"], since=0)[0]
+
