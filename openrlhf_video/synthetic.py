@@ -1,8 +1,9 @@
 """Synthetic videos with a known event, and matching records: ground truth the tests can check.
 
-A clip shows dim noise, plus a coloured square only while `start <= t <= end`. The records ask
-when the square appears (tvg), which colour it is (mcq, oeqa), or both (gqa), in the DESIGN.md
-schema with times in seconds. Everything is deterministic given the seed and cached on disk.
+A clip shows dim noise (or a panning scene), plus a coloured square only while
+`start <= t <= end`. The records ask when the square appears (tvg), which colour it is (mcq,
+oeqa), or both (gqa), in the DESIGN.md schema with times in seconds. Everything is deterministic
+given the seed and cached on disk.
 """
 
 import json
@@ -20,10 +21,16 @@ COLORS = {
 }  # fmt: skip
 
 
-def make_video(path, *, duration=8.0, fps=10, size=(160, 96), event=(2.0, 5.0), color="red", seed=0) -> Path:
+def make_video(
+    path, *, duration=8.0, fps=10, size=(160, 96), event=(2.0, 5.0), color="red", seed=0, background="noise"
+) -> Path:
     """Write an H.264 MP4 of `duration` s at `fps` (size = (width, height)) whose coloured square is
     visible exactly on the frames with start <= t <= end. Skipped when `path` already holds a
-    clip made with the same parameters (they are stored in the file's comment tag)."""
+    clip made with the same parameters (they are stored in the file's comment tag).
+
+    `background`: "noise" (dim per-frame noise, all P-frames: the worst case for a decoder) or
+    "panning" (a textured scene the camera pans over, with film grain, encoded with x264's defaults:
+    B-frames and ~0.85 Mbit/s at 640x360, what ordinary footage costs to decode)."""
     import av
 
     path = Path(path)
@@ -36,8 +43,13 @@ def make_video(path, *, duration=8.0, fps=10, size=(160, 96), event=(2.0, 5.0), 
         raise ValueError(f"{path}: size {size} must be even and at least 32x32 (H.264 4:2:0)")
     if n_frames < 1 or not 0 <= start < end <= duration:
         raise ValueError(f"{path}: event {event} must satisfy 0 <= start < end <= duration ({duration})")
-    params = json.dumps(dict(version=VERSION, duration=duration, fps=fps, size=list(size),
-                             event=list(event), color=color, seed=seed), sort_keys=True)  # fmt: skip
+    if background not in ("noise", "panning"):
+        raise ValueError(f"{path}: unknown background {background!r}; expected 'noise' or 'panning'")
+    params = dict(version=VERSION, duration=duration, fps=fps, size=list(size), event=list(event),
+                  color=color, seed=seed)  # fmt: skip
+    if background != "noise":  # only then, so clips made before this option stay cached
+        params["background"] = background
+    params = json.dumps(params, sort_keys=True)
     if path.exists():
         try:
             with av.open(str(path)) as container:
@@ -49,15 +61,31 @@ def make_video(path, *, duration=8.0, fps=10, size=(160, 96), event=(2.0, 5.0), 
     rng = np.random.default_rng(seed)
     side = min(width, height) // 2
     x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+    if background == "panning":
+        from PIL import Image
+
+        # Colour blobs at three scales on a canvas twice the frame size; each frame is a window
+        # that glides over it. Coarse to fine weights keep it smooth like a natural scene.
+        def blobs(cell):
+            seeds = rng.integers(0, 256, (2 * height // cell + 2, 2 * width // cell + 2, 3), dtype=np.uint8)
+            return np.asarray(Image.fromarray(seeds).resize((2 * width, 2 * height), Image.BICUBIC))
+
+        scene = (blobs(48) // 2 + blobs(12) // 3 + blobs(2) // 6).astype(np.int16)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.mp4")
     with av.open(str(tmp), "w") as container:
         container.metadata["comment"] = params
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
+        stream.options = {"crf": "18", "preset": "veryfast"} if background == "noise" else {}
         for i in range(n_frames):
-            frame = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)  # dim noise: not flat, not the shape
+            if background == "noise":  # dim noise: not flat, not the shape
+                frame = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
+            else:
+                x = round(width / 2 * (1 + np.sin(0.5 * i / fps)))
+                y = round(height / 2 * (1 + np.sin(0.37 * i / fps + 1)))
+                grain = rng.integers(-10, 11, (height, width, 3), dtype=np.int16)
+                frame = np.clip(scene[y : y + height, x : x + width] + grain, 0, 255).astype(np.uint8)
             if start <= i / fps <= end:
                 frame[y0 : y0 + side, x0 : x0 + side] = COLORS[color]
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))

@@ -89,15 +89,39 @@ def test_clip_samples_only_that_part_in_the_whole_videos_time(videos):
     np.testing.assert_array_equal(decord_vf.frames_indices, vf.frames_indices)
 
 
-def test_auto_falls_back_to_pyav_when_decord_fails(videos, monkeypatch, caplog):
-    import decord
+def test_auto_falls_back_to_decord_when_pyav_fails(videos, monkeypatch, caplog):
+    import av
 
     def broken(*args, **kwargs):
-        raise RuntimeError("decord cannot open this file")
+        raise RuntimeError("PyAV cannot open this file")
 
-    monkeypatch.setattr(decord, "VideoReader", broken)
+    monkeypatch.setattr(av, "open", broken)
     vf = load_frames(videos["10fps"], cache_dir=None)
-    assert vf.backend == "pyav" and len(vf.frames) == 12
+    assert vf.backend == "decord" and len(vf.frames) == 12
+
+
+def test_pyav_skips_unreferenced_b_frames_and_stays_bit_exact(tmp_path):
+    """Pictures that nothing predicts from are never decoded unless sampled; the sampled frames
+    must equal a plain decode of every frame, converted the same way."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from openrlhf_video.data.frames import _h264_is_reference
+
+    path = make_video(tmp_path / "pan.mp4", duration=6.0, fps=30, size=(192, 108), event=EVENT, background="panning")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        nal_length = (stream.codec_context.extradata[4] & 3) + 1
+        refs = [_h264_is_reference(bytes(p), nal_length) for p in container.demux(stream) if p.size]
+    assert 0.25 < 1 - sum(refs) / len(refs) < 0.75  # x264's default B-frames: about half are skippable
+    for clip in (None, (1.3, 4.9)):
+        vf = load_frames(path, clip=clip, cache_dir=None, backend="pyav")
+        h, w = vf.frames.shape[1:3]
+        to_rgb = VideoReformatter()
+        with av.open(str(path)) as container:  # every frame decoded, converted as load_frames does
+            every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()
+                     for f in container.decode(video=0)]  # fmt: skip
+        np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in vf.frames_indices]))
 
 
 def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path):
@@ -128,7 +152,7 @@ def test_cache_hits_keys_and_is_safe_for_concurrent_processes(videos, tmp_path, 
     cache = tmp_path / "cache"
     cold = load_frames(videos["10fps"], cache_dir=cache)
     warm = load_frames(videos["10fps"], cache_dir=cache)
-    assert cold.backend == "decord" and warm.backend == "cache"
+    assert cold.backend == "pyav" and warm.backend == "cache"
     for name in ("frames", "frames_indices", "timestamps"):
         np.testing.assert_array_equal(getattr(cold, name), getattr(warm, name))
     assert warm.metadata() == cold.metadata() and warm.fps == cold.fps
