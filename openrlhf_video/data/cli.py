@@ -105,7 +105,7 @@ def rows(args) -> int:
     dataset = VideoPromptDataset(records, processor, think=not args.no_think, skips=skips)
     dataset.to_jsonl(args.output)
     print(f"wrote {len(dataset)} rows to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else ""))
-    print("train with: --data.prompt_data", args.output, "--data.input_key prompt --data.label_key label --data.image_key video")
+    print("train with: --data.prompt_dataset", args.output, "--data.input_key prompt --data.label_key label --data.image_key video")
     return 0
 
 
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-decode", action="store_true", help="check the annotations only, not the video files")
     p.set_defaults(run=check)
 
-    p = sub.add_parser("rows", help="write the prompt rows OpenRLHF reads (--data.prompt_data)")
+    p = sub.add_parser("rows", help="write the prompt rows OpenRLHF reads (--data.prompt_dataset)")
     p.add_argument("input", help="a .yaml data config, or a records JSONL (videos absolute or relative to here)")
     p.add_argument("--processor", required=True, help="model directory whose processor renders the prompts")
     p.add_argument("-o", "--output", required=True)

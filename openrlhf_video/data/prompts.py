@@ -100,5 +100,5 @@ class VideoPromptDataset:
         return self.rows[index]
 
     def to_jsonl(self, path) -> Path:
-        """Write the rows where `--data.prompt_data` can read them (atomically)."""
+        """Write the rows where `--data.prompt_dataset` can read them (atomically)."""
         return write_jsonl(self.rows, path)

@@ -1,0 +1,211 @@
+"""GRPO on CPU from OpenRLHF 0.11.2's own pieces: what `openrlhf-video demo` trains with.
+
+`train_ppo_ray` cannot run without GPUs (placement groups, NCCL, ~60 CUDA call sites; see
+shared/ENVIRONMENT.md), so here one process drives the parts it would put on Ray: vLLM's CPU
+engine generating through our video AgentExecutor (rewards from reward_plugins), OpenRLHF's
+Experience batching, its group_norm advantages, its Actor and PolicyLoss for the update, then the
+new weights loaded into the engine and its caches reset by our patched RolloutRayActor method.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+# In-process engine (~3 s to start instead of ~25 s), 1 GiB of KV cache: read when vLLM starts.
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+import torch
+
+from reward_plugins import PRESETS
+
+MAX_LEN = 2048  # --data.max_len: prompt (video tokens included) + response
+
+
+class InProcessEngine:
+    """An in-process vLLM `LLM` offering what OpenRLHF's RolloutRayActor offers an executor
+    (`await generate(ids, params, multi_modal_data)`) and the trainer (cache resets, weights).
+
+    The synchronous LLM serves one call at a time, so concurrent `generate` calls (a group's n
+    samples, every prompt of a step) are gathered for a moment and sent as one batch."""
+
+    def __init__(self, model_dir, seed: int = 0):
+        from vllm import LLM
+
+        from openrlhf_video import patches
+
+        patches.apply()  # video limits; load_weights resets caches with the patched RolloutRayActor method
+        self.llm = LLM(
+            model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=MAX_LEN,
+            limit_mm_per_prompt={"video": 1}, seed=seed,
+        )  # fmt: skip
+        self._pending = []
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(({"prompt_token_ids": prompt_token_ids, "multi_modal_data": multi_modal_data}, sampling_params, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_later(0.02, self._generate_pending)
+        return await future
+
+    def _generate_pending(self):
+        batch, self._pending = self._pending, []
+        try:
+            outputs = self.llm.generate([p for p, _, _ in batch], [s for _, s, _ in batch], use_tqdm=False)
+        except Exception as error:  # noqa: BLE001 - every waiter must hear about it
+            for _, _, future in batch:
+                future.set_exception(error)
+            return
+        for (_, _, future), output in zip(batch, outputs):
+            future.set_result(output)
+
+    async def reset_encoder_cache(self):
+        self.llm.llm_engine.reset_encoder_cache()
+
+    async def reset_prefix_cache(self):
+        self.llm.reset_prefix_cache()
+
+    def load_weights(self, model) -> None:
+        """CPU stand-in for OpenRLHF's weight sync (ActorPPOTrainer.broadcast_to_vllm ->
+        WorkerWrap.update_weight, which allocates on CUDA and loads with `load_weights`, which
+        fails on vLLM's CPU build): hand every parameter to `reload_weights`, then reset the
+        caches with the trainer's own (patched) RolloutRayActor.reset_prefix_cache, without
+        which the engine keeps the old vision tower's embeddings."""
+        from openrlhf_video import patches
+
+        weights = [(name, param.detach().clone()) for name, param in model.named_parameters()]
+        self.llm.collective_rpc(_reload_weights, args=(weights,))
+        asyncio.run(patches._rollout_actor_class().reset_prefix_cache(SimpleNamespace(llm=self)))
+
+
+def _reload_weights(worker, weights):
+    worker.model_runner.reload_weights(weights_iterator=weights)
+
+
+def rollout(engine, processor, rows: list[dict], n: int, max_new_tokens: int) -> list[list[dict]]:
+    """n samples of every row through our AgentExecutor, as RolloutRayActor.generate_responses
+    runs a group (all concurrently); one list of responses per row."""
+    from vllm import SamplingParams
+
+    from openrlhf_video.rollout import AgentExecutor
+
+    executor = AgentExecutor()
+    # OpenRLHF's sampling parameters (SamplesGenerator._dispatch_prompts_to_vllm); log-probs are
+    # kept to report how far the training forward is from what vLLM sampled.
+    params = SamplingParams(temperature=1.0, max_tokens=max_new_tokens, logprobs=1, skip_special_tokens=False)
+
+    async def everything():
+        calls = [
+            executor.execute(row["prompt"], row["label"], params, MAX_LEN, processor, engine, images=row["video"])
+            for row in rows
+            for _ in range(n)
+        ]
+        return await asyncio.gather(*calls)
+
+    responses = asyncio.run(everything())
+    return [responses[i : i + n] for i in range(0, len(responses), n)]
+
+
+def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_new_tokens: int, max_norm: float = 1.0):
+    """One GRPO step on `rows`: rollouts, group_norm advantages, one PolicyLoss update, weight
+    sync. Returns the step's metrics (reward and each component averaged over the samples whose
+    task has it, loss, clip ratio, grad norm, rollout/training log-prob gap, time) and the
+    executor's responses."""
+    from openrlhf.models import PolicyLoss
+    from openrlhf.trainer.ppo_utils.experience import Experience
+    from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+    from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+    from openrlhf.utils.config import hierarchize
+    from openrlhf.utils.vlm_utils import merge_mm_train_inputs
+
+    started = time.time()
+    groups = rollout(engine, processor, rows, n_samples, max_new_tokens)
+    responses = [r for group in groups for r in group]
+    samples = [SamplesGenerator._process_response_into_experience(None, r, max_len=MAX_LEN) for r in responses]
+    batch = Experience.concat_experiences(samples, processor.tokenizer.pad_token_id)
+    batch.index = list(range(len(responses)))  # prompt order, n consecutive samples per group
+    mm_inputs = merge_mm_train_inputs(batch.mm_train_inputs, "cpu")
+
+    actor.eval()
+    with torch.no_grad():
+        batch.action_log_probs = actor(batch.sequences, batch.action_mask, batch.attention_mask, **mm_inputs)
+    batch.kl = torch.zeros_like(batch.action_log_probs)  # no reference model: KL coefficient 0
+    # OpenRLHF's own reward shaping and group_norm advantages: a method that reads only these
+    # settings (named as train_ppo_ray's flags), never the Ray groups it is built with.
+    args = hierarchize(argparse.Namespace(**{
+        "algo.advantage.estimator": "group_norm", "algo.advantage.gamma": 1.0, "algo.advantage.no_std_norm": False,
+        "rollout.n_samples_per_prompt": n_samples, "reward.clip_range": (-10, 10),
+        "reward.overlong_buffer_len": None, "reward.stop_properly_penalty_coef": None,
+    }))  # fmt: skip
+    maker = RemoteExperienceMaker(None, None, None, None, FixedKLController(0.0), SimpleNamespace(args=args), processor.tokenizer)
+    (batch,) = maker.compute_advantages_and_returns([batch])
+
+    actor.train()
+    log_probs = actor(batch.sequences, batch.action_mask, batch.attention_mask, **mm_inputs)
+    loss, clip_ratio, _, _, _ = PolicyLoss()(log_probs, batch.action_log_probs, batch.advantages, action_mask=batch.action_mask)
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(actor.parameters(), max_norm)
+    optimizer.step()
+    engine.load_weights(actor.model)
+
+    mask = batch.action_mask.bool()
+    tasks = [json.loads(r["label"])["task"] for r in responses]
+    metrics = {
+        "reward": sum(r["reward"] for r in responses) / len(responses),
+        "policy_loss": loss.item(),
+        "clip_ratio": clip_ratio.item(),
+        "grad_norm": grad_norm.item(),
+        "response_tokens": mask.sum().item() / len(responses),
+        "logprob_gap_max": (batch.action_log_probs - batch.rollout_log_probs)[mask].abs().max().item(),
+        "zero_std_groups": sum(len({g["reward"] for g in group}) == 1 for group in groups),
+        "seconds": time.time() - started,
+    }
+    for component in ("format", "iou", "accuracy"):
+        values = [r["extra_logs"][component] for r, task in zip(responses, tasks) if component in PRESETS[task]]
+        metrics[component] = sum(values) / len(values) if values else None  # no sample of such a task
+    return metrics, responses
+
+
+def train(model_dir, rows: list[dict], out_dir, *, steps: int, prompts_per_step: int, n_samples: int,
+          max_new_tokens: int, lr: float, seed: int = 0, on_step=None):
+    """`steps` GRPO steps from `model_dir` on `rows` (VideoPromptDataset rows), drawn in a
+    seeded shuffled order. Saves the policy to `out_dir` and every rollout (step, label, response,
+    reward) to `out_dir/rollouts.jsonl`; returns (out_dir, per-step metrics)."""
+    from openrlhf.models import Actor
+    from openrlhf.utils import get_tokenizer
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    processor = get_tokenizer(str(model_dir), None)  # what OpenRLHF hands executors: the processor
+    engine = InProcessEngine(model_dir, seed=seed)  # first: it applies our patches (Actor forward, M-RoPE)
+    actor = Actor(str(model_dir), attn_implementation="sdpa", param_dtype="bf16")
+    actor.model.float()  # bf16 backward is ~30x slower on CPU; the weights are bf16-exact anyway
+    optimizer = torch.optim.AdamW(actor.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    order = random.Random(seed)
+    queue, history = [], []
+    with open(out_dir / "rollouts.jsonl", "w") as log:
+        for step in tqdm(range(1, steps + 1), desc="GRPO steps"):
+            if len(queue) < prompts_per_step:
+                queue += order.sample(rows, len(rows))
+            step_rows, queue = queue[:prompts_per_step], queue[prompts_per_step:]
+            metrics, responses = grpo_step(actor, optimizer, engine, processor, step_rows, n_samples=n_samples, max_new_tokens=max_new_tokens)
+            for r in responses:
+                (start, end), tokens = r["action_ranges"][0], r["observation_tokens"]
+                response = processor.tokenizer.decode(tokens[start:end], skip_special_tokens=True)
+                log.write(json.dumps({"step": step, "label": r["label"], "response": response, "reward": r["reward"]}) + "\n")
+            history.append({"step": step, **metrics})
+            if on_step:
+                on_step(history[-1])
+    actor.model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir, history

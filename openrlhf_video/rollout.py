@@ -1,0 +1,147 @@
+"""Video rollouts for OpenRLHF 0.11.2: the AgentExecutor that `--train.agent_func_path` loads.
+
+OpenRLHF's own executors handle images only. This one takes a row of our prompt dataset (the
+rendered prompt, `--data.image_key video` -> {"path", "clip"}, the label JSON), samples the
+frames, sends vLLM the prompt with one `<|video_pad|>` and the frames with their metadata, scores
+the reply with reward_plugins (the same `reward_func` as the reward file), and returns the
+expanded prompt ids plus `pixel_values_videos` / `video_grid_thw` / `second_per_grid_ts` for
+the training forward (patched in openrlhf_video.patches to use them as vLLM did).
+
+Settings come from the environment, as for the reward file (OpenRLHF passes no arguments):
+  OPENRLHF_VIDEO_FPS=2.0                  frames sampled per second of video
+  OPENRLHF_VIDEO_TOTAL_PIXELS=1605632     pixel budget of all frames (2048 visual tokens)
+plus OPENRLHF_VIDEO_THINK / OPENRLHF_VIDEO_REWARD_WEIGHTS of reward_plugins/openrlhf_reward.py.
+"""
+
+import asyncio
+import logging
+import os
+import sys
+from collections import OrderedDict
+from copy import deepcopy
+from pathlib import Path
+
+import torch
+from openrlhf.utils.agent import AgentExecutorBase
+
+# OpenRLHF imports this file by path: from a checkout that is not pip-installed, the packages
+# beside it are not importable yet. Appended, so an installed copy still wins.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from openrlhf_video.data.frames import VideoFrames, load_frames  # noqa: E402
+from openrlhf_video.data.records import DataError  # noqa: E402
+from openrlhf_video.tiny_model import VISION_TOKENS  # noqa: E402
+from reward_plugins.openrlhf_reward import reward_func  # noqa: E402
+from reward_plugins.protocol import LOG_KEYS  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def video_inputs(processor, prompt: str, video: VideoFrames):
+    """One video prompt, for both sides of GRPO.
+
+    Returns (vllm_prompt_ids, train_prompt_ids, mm_train_inputs, vllm_video): vLLM gets the ids
+    with one `<|video_pad|>` (it expands them itself; pre-expanded ids silently make a longer,
+    wrong prompt) and `(frames, metadata)`; training gets the expanded ids and the processor's
+    tensors. The metadata's sampled fps sets `second_per_grid_ts` (the model's time axis).
+    vLLM 0.32 requires this `(frames, metadata)` form; 0.29 accepts it but would drop the metadata
+    without openrlhf_video.patches (`_patch_vllm_video_metadata`).
+    """
+    metadata = video.metadata()
+    hf_metadata = {key: value for key, value in metadata.items() if key != "do_sample_frames"}
+    out = processor(
+        text=[prompt], videos=[video.frames], video_metadata=[hf_metadata], do_sample_frames=False, return_tensors="pt"
+    )
+    mm_train_inputs = {
+        "pixel_values_videos": out["pixel_values_videos"],
+        "video_grid_thw": out["video_grid_thw"],
+        # float32 like vLLM's copy: both sides then floor the very same temporal positions
+        "second_per_grid_ts": torch.as_tensor(out["second_per_grid_ts"], dtype=torch.float32),
+    }
+    vllm_prompt_ids = processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return vllm_prompt_ids, out["input_ids"][0].tolist(), mm_train_inputs, (video.frames, metadata)
+
+
+class AgentExecutor(AgentExecutorBase):
+    def __init__(self):
+        self.fps = float(os.environ.get("OPENRLHF_VIDEO_FPS", "2.0"))
+        self.total_pixels = int(os.environ.get("OPENRLHF_VIDEO_TOTAL_PIXELS", str(2048 * 28 * 28)))
+        # One prompt's n samples arrive together: decode and process its video once for all.
+        self._prepared: OrderedDict = OrderedDict()
+        self.failed_videos = 0
+
+    async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
+        video = images if isinstance(images, dict) else {"path": images, "clip": None}
+        key = (str(video["path"]), str(video.get("clip")), prompt)
+        if key not in self._prepared:
+            self._prepared[key] = asyncio.ensure_future(asyncio.to_thread(self._prepare, hf_tokenizer, prompt, video))
+            while len(self._prepared) > 8:  # ~40 MB of pixels each at 2048 visual tokens
+                self._prepared.popitem(last=False)
+        try:
+            vllm_ids, prompt_ids, mm_train_inputs, vllm_video = await self._prepared[key]
+        except DataError as e:
+            return self._broken_video_output(prompt, label, images, hf_tokenizer, sampling_params, e)
+
+        params = deepcopy(sampling_params)
+        # A sampled vision token breaks the training forward ("video features and video tokens
+        # do not match"); a random or young policy does sample them.
+        params.bad_words = list(VISION_TOKENS)
+        if params.max_tokens is None:
+            params.max_tokens = max(1, max_length - len(prompt_ids))
+        if len(prompt_ids) + params.max_tokens > max_length:
+            raise ValueError(
+                f"{video['path']}: video prompt has {len(prompt_ids)} tokens, which with {params.max_tokens} new "
+                f"tokens exceeds --data.max_len {max_length}; lower OPENRLHF_VIDEO_TOTAL_PIXELS or raise max_len "
+                "(video prompts cannot be truncated)"
+            )
+        request_output = await llm_engine.generate(vllm_ids, params, multi_modal_data={"video": [vllm_video]})
+        generated = request_output.outputs[0]
+        action_ids = list(generated.token_ids)
+
+        rollout_log_probs = None
+        if params.logprobs is not None and generated.logprobs is not None:
+            rollout_log_probs = [0.0] * len(prompt_ids) + [
+                logprobs[token].logprob for token, logprobs in zip(action_ids, generated.logprobs)
+            ]
+        query = prompt + hf_tokenizer.decode(action_ids, skip_special_tokens=False)
+        reward = reward_func([query], [prompt], [label])
+        return {
+            "prompt": prompt,
+            "label": label,
+            "images": images,
+            "mm_train_inputs": mm_train_inputs,
+            "observation_tokens": prompt_ids + action_ids,
+            "action_ranges": [(len(prompt_ids), len(prompt_ids) + len(action_ids))],
+            "rollout_log_probs": rollout_log_probs,
+            "truncated": generated.finish_reason == "length",
+            "reward": reward["rewards"][0].item(),
+            "scores": reward["scores"][0].item(),
+            "extra_logs": {name: value[0].item() for name, value in reward["extra_logs"].items()}
+            | {"video_failed": 0.0},
+        }
+
+    def _prepare(self, processor, prompt: str, video: dict):
+        frames = load_frames(video["path"], clip=video.get("clip"), fps=self.fps, total_pixels=self.total_pixels)
+        return video_inputs(processor, prompt, frames)
+
+    def _broken_video_output(self, prompt, label, images, processor, sampling_params, error):
+        """A video that cannot be read must not stop a training run: the sample becomes the
+        prompt's text and an immediate end of turn with reward 0, counted and logged. Its group
+        then carries no advantage signal from it (group_norm), and `video_failed` shows in logs."""
+        self.failed_videos += 1
+        logger.warning("rollout without its video (%d so far), reward 0: %s", self.failed_videos, error)
+        vision_ids = set(processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS))
+        prompt_ids = [t for t in processor.tokenizer(prompt, add_special_tokens=False)["input_ids"] if t not in vision_ids]
+        observation = prompt_ids + [processor.tokenizer.eos_token_id]
+        return {
+            "prompt": prompt,
+            "label": label,
+            "images": images,
+            "mm_train_inputs": None,
+            "observation_tokens": observation,
+            "action_ranges": [(len(prompt_ids), len(observation))],
+            "rollout_log_probs": [0.0] * len(observation) if sampling_params.logprobs is not None else None,
+            "truncated": False,
+            "reward": 0.0,
+            "scores": 0.0,
+            "extra_logs": {name: 0.0 for name in LOG_KEYS} | {"video_failed": 1.0},
+        }

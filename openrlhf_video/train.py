@@ -1,0 +1,175 @@
+"""`openrlhf-video train [--video.* flags] [OpenRLHF train_ppo_ray flags...]`: video GRPO.
+
+Applies openrlhf_video.patches (here and, through Ray's worker_process_setup_hook, in every Ray
+worker), fills in our plugin flags unless given, and runs `openrlhf.cli.train_ppo_ray` with the
+user's flags unchanged. The same run with your own launcher: pass the filled flags yourself and
+start Ray with `runtime_env={"worker_process_setup_hook": "openrlhf_video.patches.apply"}` (see
+docs/upstream/README.md and launchers/).
+"""
+
+import argparse
+import os
+import runpy
+import sys
+from pathlib import Path
+
+from openrlhf_video import patches
+from reward_plugins.protocol import parse_weights
+
+ROLLOUT_FILE = str(Path(__file__).with_name("rollout.py"))
+# Our dataset rows (openrlhf_video.data.VideoPromptDataset): rendered prompt, video, label JSON.
+PLUGIN_FLAGS = {
+    "--train.agent_func_path": ROLLOUT_FILE,
+    "--data.input_key": "prompt",
+    "--data.label_key": "label",
+    "--data.image_key": "video",
+}
+# Flags that turn on sample packing, which breaks the alignment of video tokens and pixels
+# (OpenRLHF checks this only for images, and only before --train.dynamic_batch_enable forces it).
+PACKING_FLAGS = ("--ds.packing_samples", "--train.dynamic_batch_enable")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openrlhf-video train",
+        description="Video GRPO on OpenRLHF's train_ppo_ray. Every flag not listed here goes to "
+        "OpenRLHF unchanged (its flags follow below). Filled in unless given: "
+        + " ".join(f"{flag} {value}" for flag, value in PLUGIN_FLAGS.items()),
+        add_help=False,
+        allow_abbrev=False,  # never take an OpenRLHF flag for an abbreviation of ours
+    )
+    video = parser.add_argument_group("openrlhf-video")
+    video.add_argument("-h", "--help", action="store_true", help="this help, then OpenRLHF's")
+    video.add_argument("--video.fps", type=float, default=2.0, help="frames sampled per second of video")
+    video.add_argument(
+        "--video.total_pixels", type=int, default=2048 * 28 * 28,
+        help="pixel budget of all a video's frames (28x28 pixels per visual token; default 2048 tokens)",
+    )  # fmt: skip
+    video.add_argument(
+        "--video.no_think", action="store_true",
+        help="reward the no-think format (<answer> only), for rows written by `data rows --no-think`",
+    )  # fmt: skip
+    video.add_argument(
+        "--video.reward_weights", default="", help='override the reward presets, e.g. "iou=0.7,format=0.3"'
+    )
+    video.add_argument(
+        "--video.min_reward_std", type=float, default=0.0,
+        help="online variance filter: keep a prompt's group only if its reward std is above this "
+        "(0 = off). Uses OpenRLHF's dynamic filtering; do not combine with --algo.dynamic_filtering_range.",
+    )  # fmt: skip
+    video.add_argument(
+        "--video.dry_run", action="store_true",
+        help="check the flags with OpenRLHF's own parser and validation, print them, start nothing",
+    )  # fmt: skip
+    return parser
+
+
+def build(argv: list[str]) -> tuple[list[str], dict]:
+    """(OpenRLHF argv, environment for every Ray worker) from our command line."""
+    ours, rest = _parser().parse_known_args(argv)
+    given = {arg.split("=", 1)[0] for arg in rest if arg.startswith("--")}
+    for flag in PACKING_FLAGS:
+        if flag in given:
+            raise SystemExit(f"openrlhf-video train: {flag} packs samples, which breaks video inputs; remove it")
+    if any(arg.startswith("--ds.ring_attn_size") for arg in rest):
+        raise SystemExit("openrlhf-video train: --ds.ring_attn_size turns on sample packing, which breaks video inputs")
+
+    try:  # the reward reads them in every rollout worker: fail here, before Ray starts
+        parse_weights(getattr(ours, "video.reward_weights"))
+    except ValueError as e:
+        raise SystemExit(f"openrlhf-video train: --video.reward_weights: {e}") from None
+
+    filled = [item for flag, value in PLUGIN_FLAGS.items() if flag not in given for item in (flag, value)]
+    min_std = getattr(ours, "video.min_reward_std")
+    if min_std > 0:
+        if "--algo.dynamic_filtering_range" in given:
+            raise SystemExit(
+                "openrlhf-video train: --video.min_reward_std sets --algo.dynamic_filtering_range itself "
+                "(to the group reward std); give one of the two"
+            )
+        # Our patched rollout engine reports each group's reward std as its `scores`, so
+        # OpenRLHF's filter (min < group mean of scores < max) keeps groups with std > min_std.
+        filled += ["--algo.dynamic_filtering_range", str(min_std), "1e9"]
+        if "--algo.dynamic_filtering_enable" not in given:
+            filled.append("--algo.dynamic_filtering_enable")
+    env = {
+        "OPENRLHF_VIDEO_FPS": str(getattr(ours, "video.fps")),
+        "OPENRLHF_VIDEO_TOTAL_PIXELS": str(getattr(ours, "video.total_pixels")),
+        "OPENRLHF_VIDEO_THINK": "0" if getattr(ours, "video.no_think") else "1",
+        "OPENRLHF_VIDEO_REWARD_WEIGHTS": getattr(ours, "video.reward_weights"),
+        patches.MIN_REWARD_STD_ENV: str(min_std),
+    }
+    return rest + filled, env
+
+
+def _run_train_ppo_ray(argv: list[str]) -> None:
+    sys.argv = ["openrlhf.cli.train_ppo_ray", *argv]
+    runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=True)
+
+
+class _Parsed(Exception):
+    """Carries OpenRLHF's parsed and validated args out of train_ppo_ray (dry run)."""
+
+    def __init__(self, namespace):
+        super().__init__("parsed")
+        self.namespace = namespace
+
+
+def openrlhf_args(argv: list[str]):
+    """OpenRLHF's args for this OpenRLHF argv, from its own parser and checks, starting nothing:
+    its `train(args)` stops at its first call after `ray.init`."""
+    import openrlhf.utils
+    import ray
+
+    def stop(args):
+        raise _Parsed(args)
+
+    saved = openrlhf.utils.get_strategy, ray.is_initialized
+    openrlhf.utils.get_strategy, ray.is_initialized = stop, lambda: True
+    try:
+        _run_train_ppo_ray(argv)
+    except _Parsed as parsed:
+        return parsed.namespace
+    finally:
+        openrlhf.utils.get_strategy, ray.is_initialized = saved
+    raise RuntimeError("train_ppo_ray returned without reaching get_strategy")
+
+
+def runtime_env(env: dict) -> dict:
+    """OpenRLHF's own ray.init settings, plus our setup hook and settings for every Ray worker."""
+    return {
+        "worker_process_setup_hook": patches.SETUP_HOOK,
+        "env_vars": {
+            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
+            "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
+            "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
+            **env,
+        },
+    }
+
+
+def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        _parser().print_help()
+        print("\n" + "=" * 30 + " OpenRLHF train_ppo_ray flags " + "=" * 30 + "\n", flush=True)
+        try:
+            _run_train_ppo_ray(["--help"])
+        except SystemExit:
+            pass
+        return 0
+    openrlhf_argv, env = build(argv)
+    if "--video.dry_run" in argv:
+        args = openrlhf_args(openrlhf_argv)
+        print(" ".join(openrlhf_argv))
+        for group, values in sorted(vars(args).items()):
+            print(f"--{group}: {vars(values) if hasattr(values, '__dict__') else values}")
+        return 0
+
+    os.environ.update(env)
+    patches.apply()
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(runtime_env=runtime_env(env))
+    _run_train_ppo_ray(openrlhf_argv)
+    return 0

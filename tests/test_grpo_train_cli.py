@@ -1,0 +1,82 @@
+"""`openrlhf-video train`: flag filling and checks, --help, and a dry run through OpenRLHF's own
+parser (train_ppo_ray itself needs GPUs: on a GPU-less Ray cluster it waits forever)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from openrlhf_video import patches
+from openrlhf_video.train import PLUGIN_FLAGS, ROLLOUT_FILE, build, main
+
+USER = [
+    "--actor.model_name_or_path", "/models/qwen", "--data.prompt_dataset", "rows.jsonl",
+    "--rollout.n_samples_per_prompt", "8",
+]  # fmt: skip
+
+
+def test_plugin_flags_are_filled_after_the_users_flags_unchanged():
+    argv, env = build(["--video.fps", "1.0", *USER, "--data.label_key", "my_label"])
+    assert argv[: len(USER) + 2] == [*USER, "--data.label_key", "my_label"]  # order and values kept
+    filled = argv[len(USER) + 2 :]
+    assert "--data.label_key" not in filled  # given by the user: not filled again
+    assert filled[filled.index("--train.agent_func_path") + 1] == ROLLOUT_FILE
+    assert {flag for flag in filled if flag.startswith("--")} == set(PLUGIN_FLAGS) - {"--data.label_key"}
+    assert env["OPENRLHF_VIDEO_FPS"] == "1.0" and env[patches.MIN_REWARD_STD_ENV] == "0.0"
+    assert "--video.fps" not in argv  # our flags never reach OpenRLHF
+
+
+def test_min_reward_std_turns_openrlhfs_filter_into_a_variance_filter():
+    argv, env = build([*USER, "--video.min_reward_std", "0.1"])
+    assert argv[argv.index("--algo.dynamic_filtering_range") + 1 :][:2] == ["0.1", "1e9"]
+    assert "--algo.dynamic_filtering_enable" in argv and env[patches.MIN_REWARD_STD_ENV] == "0.1"
+    with pytest.raises(SystemExit, match="give one of the two"):
+        build([*USER, "--video.min_reward_std", "0.1", "--algo.dynamic_filtering_range", "0", "1"])
+
+
+def test_bad_reward_weights_fail_before_anything_starts():
+    with pytest.raises(SystemExit, match="--video.reward_weights"):
+        build([*USER, "--video.reward_weights", "iou=lots"])
+
+
+@pytest.mark.parametrize("flag", ["--ds.packing_samples", "--train.dynamic_batch_enable", "--ds.ring_attn_size=2"])
+def test_flags_that_pack_samples_are_refused_by_name(flag):
+    with pytest.raises(SystemExit, match=flag.split("=")[0]):
+        build([*USER, flag])
+
+
+def test_help_shows_our_flags_and_openrlhfs(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--video.min_reward_std" in out and "--video.fps" in out
+    assert "--algo.dynamic_filtering_range" in out and "--train.agent_func_path" in out  # OpenRLHF's
+
+
+def test_dry_run_resolves_the_flags_with_openrlhfs_own_checks(capsys):
+    assert main(["--video.dry_run", *USER, "--vllm.num_engines", "1", "--algo.advantage.estimator", "group_norm"]) == 0
+    out = capsys.readouterr().out
+    assert f"'agent_func_path': '{ROLLOUT_FILE}'" in out and "'image_key': 'video'" in out
+    assert "'remote_url': ['agent']" in out  # OpenRLHF's rule: the agent executor scores rewards
+    with pytest.raises(AssertionError, match="n_samples_per_prompt > 1"):  # its checks run too
+        main(["--video.dry_run", "--actor.model_name_or_path", "m", "--algo.advantage.estimator", "group_norm"])
+
+
+LAUNCHERS = Path(__file__).resolve().parents[1] / "launchers"
+
+
+@pytest.mark.parametrize("preset", ["train_grounding.sh", "train_mcq.sh", "train_gqa.sh", "train_mixed.sh"])
+def test_launcher_presets_pass_openrlhfs_checks(preset, tmp_path, capsys):
+    """Each preset's flags (through grpo_video.sh) go through OpenRLHF's parser and validation."""
+    fake = tmp_path / "openrlhf-video"  # records the command line instead of training
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$ARGV_FILE"\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", ARGV_FILE=str(tmp_path / "argv"),
+               DATA="rows.jsonl", POLICY="/models/qwen", OUT=str(tmp_path / "out"))  # fmt: skip
+    subprocess.run(["bash", str(LAUNCHERS / preset)], env=env, check=True)
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[0] == "train"
+    assert main([*argv[1:], "--video.dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "'n_samples_per_prompt': 8" in out and "estimator='group_norm'" in out
+    assert "'dynamic_filtering_enable': True" in out  # the preset's --video.min_reward_std

@@ -1,0 +1,252 @@
+"""Video rollouts (openrlhf_video.rollout) through a real vLLM CPU engine, scored by OpenRLHF's
+own Experience path and Actor: rollout and training log-probs must agree (GRPO's ratios), also
+after the policy's vision tower changed and was synced into the engine.
+
+The weight-sync tests come last: they change the module's engine and actor.
+"""
+
+import asyncio
+import json
+import socket
+import threading
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from openrlhf_video import patches
+from openrlhf_video.cpu_grpo import MAX_LEN, InProcessEngine
+from openrlhf_video.tiny_model import VISION_TOKENS
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return InProcessEngine(tiny_model_dir)  # applies our patches; in-process vLLM CPU engine, fp32
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    from openrlhf.utils import get_tokenizer
+
+    return get_tokenizer(str(tiny_model_dir), None)  # what OpenRLHF hands executors: the processor
+
+
+@pytest.fixture(scope="module")
+def actor(tiny_model_dir):
+    from openrlhf.models import Actor
+
+    actor = Actor(str(tiny_model_dir), attn_implementation="sdpa", param_dtype="bf16")
+    actor.model.float()  # the weights are bf16-exact: fp32 here computes with the engine's values
+    return actor.eval()
+
+
+@pytest.fixture(scope="module")
+def rows(synthetic_data, processor):
+    from openrlhf_video.data import VideoPromptDataset
+
+    records = [json.loads(line) for line in (synthetic_data / "records.jsonl").read_text().splitlines()]
+    return {row["id"]: row for row in VideoPromptDataset(records, processor, video_root=synthetic_data)}
+
+
+def rollout(engine, processor, row, n=4, max_tokens=48):
+    """n samples of one row through our AgentExecutor, as RolloutRayActor.generate_responses runs them."""
+    from openrlhf_video.cpu_grpo import rollout as rollout_rows
+
+    return rollout_rows(engine, processor, [row], n, max_tokens)[0]
+
+
+def training_log_probs(actor, responses, pad_token_id):
+    """The training side exactly as OpenRLHF 0.11.2 runs it: responses -> Experience
+    (SamplesGenerator) -> one micro-batch -> merged mm inputs -> Actor.forward."""
+    from openrlhf.trainer.ppo_utils.experience import Experience
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+    from openrlhf.utils.vlm_utils import merge_mm_train_inputs
+
+    samples = [SamplesGenerator._process_response_into_experience(None, r, max_len=MAX_LEN) for r in responses]
+    batch = Experience.concat_experiences(samples, pad_token_id)
+    with torch.no_grad():
+        log_probs = actor(
+            batch.sequences, batch.action_mask, batch.attention_mask,
+            **merge_mm_train_inputs(batch.mm_train_inputs, "cpu"),
+        )  # fmt: skip
+    return batch, log_probs
+
+
+def max_gap(batch, log_probs, rows=slice(None)):
+    mask = batch.action_mask[rows].bool()
+    return (log_probs[rows][mask] - batch.rollout_log_probs[rows][mask]).abs().max().item()
+
+
+@pytest.fixture(scope="module")
+def tvg_group(engine, processor, rows):
+    return rollout(engine, processor, rows["synthetic/clip_000#tvg"])
+
+
+def test_executor_returns_what_the_training_forward_needs(tvg_group, processor, rows):
+    from openrlhf_video.data.frames import load_frames
+
+    video_pad = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    vision_ids = set(processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS))
+    frames = load_frames(rows["synthetic/clip_000#tvg"]["video"]["path"])
+    for response in tvg_group:
+        mm = response["mm_train_inputs"]
+        assert set(mm) == {"pixel_values_videos", "video_grid_thw", "second_per_grid_ts"}
+        (start, end), tokens = response["action_ranges"][0], response["observation_tokens"]
+        # expanded prompt: one <|video_pad|> per merged patch, none sampled in the reply
+        assert tokens[:start].count(video_pad) == int(mm["video_grid_thw"].prod()) // 4
+        assert not vision_ids & set(tokens[start:end])
+        # the model's time axis follows the real sampled rate (2 frames per temporal patch)
+        assert mm["second_per_grid_ts"].tolist() == pytest.approx([2 / frames.fps])
+        assert 0.0 <= response["reward"] <= 1.0 and response["extra_logs"]["video_failed"] == 0.0
+        assert len(response["rollout_log_probs"]) == end
+
+
+def test_rollout_and_training_log_probs_match(tvg_group, actor, processor):
+    batch, log_probs = training_log_probs(actor, tvg_group, processor.pad_token_id)
+    assert batch.action_mask.sum() >= 4 * 8  # the comparison covers real sampled tokens
+    assert max_gap(batch, log_probs) <= 1e-4
+
+
+@pytest.mark.parametrize("patch", ["Qwen2_5_VLModel.get_rope_index", "Actor.forward"])
+def test_log_probs_differ_without_each_actor_patch(patch, tvg_group, actor, processor, monkeypatch):
+    from openrlhf.models import Actor
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
+
+    owner = {"Qwen2_5_VLModel": Qwen2_5_VLModel, "Actor": Actor}[patch.split(".")[0]]
+    monkeypatch.setattr(owner, patch.split(".")[1], patches.UPSTREAM[patch])
+    batch, log_probs = training_log_probs(actor, tvg_group, processor.pad_token_id)
+    assert max_gap(batch, log_probs) > 1e-3
+
+
+def test_a_broken_video_is_a_counted_zero_reward_sample(engine, processor, actor, rows, caplog):
+    row = dict(rows["synthetic/clip_001#mcq"], video={"path": "/nonexistent/clip.mp4", "clip": None})
+    with caplog.at_level("WARNING", logger="openrlhf_video.rollout"):
+        broken = rollout(engine, processor, row, n=2)
+    assert [r["reward"] for r in broken] == [0.0, 0.0]
+    assert all(r["extra_logs"]["video_failed"] == 1.0 and r["mm_train_inputs"] is None for r in broken)
+    assert sum("/nonexistent/clip.mp4" in m for m in caplog.messages) == 2  # logged with a running count
+    # it still trains alongside good samples: the same micro-batch goes through the forward
+    good = rollout(engine, processor, rows["synthetic/clip_001#mcq"], n=2, max_tokens=8)
+    batch, log_probs = training_log_probs(actor, broken + good, processor.pad_token_id)
+    assert torch.isfinite(log_probs).all() and max_gap(batch, log_probs, rows=slice(2, None)) <= 1e-4
+
+
+def test_vision_tokens_are_never_sampled(engine, processor, rows):
+    """A random policy samples <|video_pad|> & co. as text (the control without the ban shows it),
+    which would break the training forward; the executor bans them."""
+    from vllm import SamplingParams
+
+    from openrlhf_video.data.frames import load_frames
+    from openrlhf_video.rollout import video_inputs
+
+    vision_ids = set(processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS))
+    row = rows["synthetic/clip_004#oeqa"]
+    banned = rollout(engine, processor, row, n=8, max_tokens=64)
+    assert all(not vision_ids & set(r["observation_tokens"][r["action_ranges"][0][0] :]) for r in banned)
+
+    vllm_ids, _, _, video = video_inputs(processor, row["prompt"], load_frames(row["video"]["path"]))
+    free = engine.llm.generate(
+        {"prompt_token_ids": vllm_ids, "multi_modal_data": {"video": [video]}},
+        SamplingParams(n=8, temperature=1.0, max_tokens=64, seed=0), use_tqdm=False,
+    )[0]  # fmt: skip
+    assert any(vision_ids & set(sample.token_ids) for sample in free.outputs)
+
+
+# ---------------------------------------------------------------- weight sync (last)
+
+
+def receive_weights(worker, port: int, specs: list):
+    """CPU STAND-IN for OpenRLHF's `WorkerWrap.update_weight`, which allocates on "cuda", receives
+    over NCCL and loads with `model.load_weights` (on vLLM's CPU build that fails: "'Parameter'
+    object has no attribute 'weight_loader'"). Same protocol: one broadcast per parameter from
+    trainer rank 0, over gloo here; then vLLM's in-place reload, which like `load_weights` leaves
+    every cache alone (the model runner's `reload_weights` would also clear the worker's encoder
+    cache, but not the scheduler's: the engine then hangs or dies on "Encoder cache miss")."""
+    from vllm.distributed.utils import stateless_init_torch_distributed_process_group
+
+    group = stateless_init_torch_distributed_process_group(
+        "127.0.0.1", port, 1, 2, backend="gloo", timeout=timedelta(seconds=60)
+    )
+    weights = []
+    for name, shape in specs:
+        weight = torch.empty(shape, dtype=torch.float32)
+        group.broadcast(weight, root=0).wait()
+        weights.append((name, weight))
+    from vllm.model_executor.model_loader.reload.inplace import reload_weights
+
+    runner = worker.model_runner
+    reload_weights(runner.vllm_config, runner.get_model(), weights, weights_path=None, is_checkpoint_format=True)
+
+
+def sync_vision_tower(llm, model):
+    """Trainer rank 0 broadcasts every vision-tower parameter (as broadcast_to_vllm does for each
+    parameter it syncs) while the engine's worker receives them in `receive_weights`."""
+    from vllm.distributed.utils import stateless_init_torch_distributed_process_group
+
+    params = [(name, p) for name, p in model.named_parameters() if ".visual." in f".{name}"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    def trainer():
+        group = stateless_init_torch_distributed_process_group(
+            "127.0.0.1", port, 0, 2, backend="gloo", timeout=timedelta(seconds=60)
+        )
+        for _, param in params:
+            group.broadcast(param.data.contiguous(), root=0).wait()
+
+    sender = threading.Thread(target=trainer)
+    sender.start()
+    llm.collective_rpc(receive_weights, args=(port, [(name, tuple(p.shape)) for name, p in params]))
+    sender.join()
+
+
+def reset_caches(engine, method):
+    """Run a RolloutRayActor cache-reset method on the in-process engine (it offers the AsyncLLM
+    coroutines that method awaits)."""
+    asyncio.run(method(SimpleNamespace(llm=engine)))
+
+
+def perturb_vision_tower(model, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "visual.merger" in name or "visual.patch_embed" in name:
+                noise = torch.randn(param.shape, generator=generator) * param.std().clamp(min=0.02)
+                param.add_(noise.to(torch.bfloat16).float())  # bf16-exact like the model's weights
+
+
+def test_rollout_follows_synced_vision_weights(engine, actor, processor, rows):
+    row = rows["synthetic/clip_002#tvg"]
+    rollout(engine, processor, row, n=2, max_tokens=24)  # the engine caches this video's embeddings
+    old_state = {k: v.clone() for k, v in actor.model.state_dict().items()}
+
+    perturb_vision_tower(actor.model, seed=1)
+    sync_vision_tower(engine.llm, actor.model)
+    reset_caches(engine, patches._rollout_actor_class().reset_prefix_cache)
+    after = rollout(engine, processor, row, n=2, max_tokens=24)
+
+    batch, log_probs = training_log_probs(actor, after, processor.pad_token_id)
+    assert max_gap(batch, log_probs) <= 1e-4
+    # ...and the new weights matter: the old policy scores the same tokens differently
+    new_state = {k: v.clone() for k, v in actor.model.state_dict().items()}
+    actor.model.load_state_dict(old_state)
+    try:
+        _, old_log_probs = training_log_probs(actor, after, processor.pad_token_id)
+    finally:
+        actor.model.load_state_dict(new_state)
+    assert (log_probs - old_log_probs)[batch.action_mask.bool()].abs().max() > 1e-3
+
+
+def test_prefix_cache_reset_alone_leaves_the_old_vision_tower(engine, actor, processor, rows):
+    """OpenRLHF's reset only: the next request with a known video is served from the encoder
+    outputs of the old vision tower."""
+    row = rows["synthetic/clip_002#tvg"]
+    rollout(engine, processor, row, n=2, max_tokens=8)  # this video's embeddings are cached
+    perturb_vision_tower(actor.model, seed=2)
+    sync_vision_tower(engine.llm, actor.model)
+    reset_caches(engine, patches.UPSTREAM["RolloutRayActor.reset_prefix_cache"])
+    stale = rollout(engine, processor, row, n=2, max_tokens=24)
+    batch, log_probs = training_log_probs(actor, stale, processor.pad_token_id)
+    assert max_gap(batch, log_probs) > 1e-3
