@@ -58,6 +58,9 @@ def test_nextgqa_options_answer_and_grounding(tmp_path):
     [rec] = read_records(src, "nextgqa")
     assert rec["task"] == "gqa" and rec["answer"] == "B" and rec["options"][1] == "to throw it"
     assert rec["span"] == [1.2, 12.5] and rec["duration"] == 50.0  # one span covering both
+    assert rec["segments"] == [[1.2, 5.8], [9.0, 12.5]]  # and each, for NExT-GQA's best-segment metrics
+    with pytest.raises(DataError, match="segments"):
+        validate_record(dict(rec, segments=[[0.5, 5.8]]), "x.jsonl:3")  # outside the span
     assert rec["video"] == "1106/4010069381.mp4" and rec["question"] == "why did the boy pick up the ball?"
 
 

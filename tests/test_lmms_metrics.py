@@ -5,6 +5,7 @@ import pytest
 from lmms_tasks.mvbench import utils as mvbench
 from lmms_tasks.nextgqa import utils as nextgqa
 from lmms_tasks.temporal_grounding import utils as grounding
+from openrlhf_video.data import label_json
 from reward_plugins import score
 
 
@@ -59,6 +60,16 @@ def test_nextgqa_metrics_by_hand():
     assert (wrong_place["Acc@QA"], wrong_place["Acc@GQA"], wrong_place["mIoP"]) == (100.0, 0.0, 0.0)
     # An answer without a span is half understood: a parse failure.
     assert nextgqa.process_results(GQA, ["<answer>B</answer>"])["parse_fail"] == 100.0
+
+
+def test_nextgqa_several_segments_score_by_the_best_one():
+    # Truth segments [2, 4] and [8, 10] (span [2, 10]); prediction [8, 10]: NExT-GQA's IoU and IoP
+    # are 1 (best segment), while the reward's IoU against the covering span is 2/8.
+    doc = dict(GQA, span=[2.0, 10.0], segments=[[2.0, 4.0], [8.0, 10.0]])
+    response = '<answer>{"choice": "B", "start_time": 8, "end_time": 10}</answer>'
+    got = nextgqa.process_results(doc, [response])
+    assert got["mIoU"] == 100.0 and got["mIoP"] == 100.0 and got["Acc@GQA"] == 100.0
+    assert score(response, label_json(doc), think=False)["iou"] == 0.25
 
 
 def test_intersection_over_prediction():

@@ -2,10 +2,13 @@
 
 Acc@QA: right option. IoU / IoP: the predicted span against the truth, IoP being intersection
 over the prediction's own length (a point prediction scores 1 inside the truth). Acc@GQA: right
-option and IoP >= 0.5. The option and IoU are the reward's own; only IoP is computed here.
+option and IoP >= 0.5. A question with several ground-truth segments (the record's `segments`)
+is scored, like eval_ground.py does, by its best segment for IoU and for IoP separately; the
+reward scores the one span covering them. Option, span parser and IoU are the reward's own.
 """
 
 from lmms_tasks.task import score_doc, shared_metrics
+from reward_plugins import temporal_iou
 
 
 def intersection_over_prediction(pred, truth) -> float:
@@ -19,8 +22,10 @@ def intersection_over_prediction(pred, truth) -> float:
 
 def process_results(doc, results):
     scored = score_doc(doc, results)
-    correct, iou = scored.get("accuracy", 0.0), scored.get("iou", 0.0)
-    iop = intersection_over_prediction((scored["parsed"] or {}).get("span"), doc["span"])
+    correct, predicted = scored.get("accuracy", 0.0), (scored["parsed"] or {}).get("span")
+    truths = doc.get("segments") or [doc["span"]]
+    iou = max(temporal_iou(predicted, truth) for truth in truths) if predicted is not None else 0.0
+    iop = max(intersection_over_prediction(predicted, truth) for truth in truths)
     return {
         "Acc@QA": 100.0 * correct,
         "Acc@GQA": 100.0 * (correct == 1.0 and iop >= 0.5),

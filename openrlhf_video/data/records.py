@@ -135,7 +135,8 @@ def _activitynet(path: Path, *, video_ext: str, **_):
 def _nextgqa(path: Path, *, video_ext: str, **_):
     # NExT-GQA: {split}.csv (question, text answer, a0..a4) with gsub_{split}.json (duration and
     # spans per qid) beside it, and map_vid_vidorID.json (video id -> relative path) if present.
-    # A question may have several grounding spans; the record keeps the one span covering them all.
+    # A question may have several grounding spans: `span` (what the reward scores) covers them all,
+    # and `segments` keeps each one, because NExT-GQA's metrics take the best-matching segment.
     spans_path = path.with_name(f"gsub_{path.stem}.json")
     if not spans_path.exists():
         raise DataError(f"{path}: NExT-GQA needs its grounding file {spans_path.name} beside it")
@@ -161,6 +162,7 @@ def _nextgqa_record(row: dict, spans: dict, id_map: dict, video_ext: str) -> dic
         "span": [min(s for s, _ in located), max(e for _, e in located)],
         "duration": spans[vid]["duration"],
         "source": "nextgqa",
+        "segments": sorted(located),
     }
 
 
@@ -228,7 +230,7 @@ def validate_record(record: dict, where: str = "record") -> dict:
     """The record with every key present and times as floats, or DataError naming `where` and the field."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    unknown = set(record) - set(RECORD_KEYS)
+    unknown = set(record) - set(RECORD_KEYS) - {"segments"}
     if unknown:
         raise DataError(f"{where}: unknown fields {sorted(unknown)} (a record has {list(RECORD_KEYS)})")
     rec = {key: record.get(key) for key in RECORD_KEYS}
@@ -250,6 +252,13 @@ def validate_record(record: dict, where: str = "record") -> dict:
         rec["span"] = _interval(rec["span"], "span", where, rec["duration"])
         if rec["clip"] and not rec["clip"][0] <= rec["span"][0] < rec["span"][1] <= rec["clip"][1]:
             raise DataError(f"{where}: span: {rec['span']} is outside the clip {rec['clip']}")
+    if record.get("segments") is not None:  # optional: every ground-truth segment (NExT-GQA)
+        segments = record["segments"]
+        if not isinstance(segments, list) or not segments or rec["span"] is None:
+            raise DataError(f"{where}: segments: expected a non-empty list of [start, end] beside a span")
+        rec["segments"] = [_interval(seg, "segments", where, rec["duration"]) for seg in segments]
+        if not all(rec["span"][0] <= a < b <= rec["span"][1] for a, b in rec["segments"]):
+            raise DataError(f"{where}: segments: {rec['segments']} are not all inside the span {rec['span']}")
 
     options, answer = rec["options"], rec["answer"]
     if task in ("mcq", "gqa"):
