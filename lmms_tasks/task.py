@@ -11,7 +11,8 @@ Environment (ENV is the task's `metadata.env`, e.g. RLT_CHARADES_STA):
   <ENV>_FORMAT       its format (default: records for .jsonl, else the task's native format)
   <ENV>_VIDEO_ROOT   where relative video paths start (default: the annotation file's folder;
                      with hub data: lmms-eval's video cache; a data config names its own roots)
-and, as for the training reward, OPENRLHF_VIDEO_THINK=0 for answer-only mode (default: think).
+and, as for the training reward, OPENRLHF_VIDEO_THINK=0 for answer-only mode (default: think;
+read at each call, not at import: one process may evaluate both modes).
 """
 
 import json
@@ -24,11 +25,9 @@ from loguru import logger as eval_logger
 
 from openrlhf_video.data import build_messages, label_json, load_config, read_records
 from reward_plugins import score
+from reward_plugins.protocol import think_from_env
 
 
-def think_mode() -> bool:
-    # Read at each call, not at import: one process may evaluate both modes (the tests do).
-    return os.environ.get("OPENRLHF_VIDEO_THINK", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 class RltTask(ConfigurableMessagesTask):
@@ -95,7 +94,7 @@ def doc_to_visual(doc) -> list:
 def doc_to_messages(doc) -> list[dict]:
     """The training prompt (openrlhf_video.data.build_messages) in lmms-eval's message layout;
     a missing video is left out and an MVBench clip is passed as start/end times."""
-    system, user = build_messages(doc, think=think_mode())
+    system, user = build_messages(doc, think=think_from_env())
     content = [{"type": "text", "text": part["text"]} for part in user["content"] if part["type"] == "text"]
     if doc["video_found"]:
         start, end = doc["clip"] or (None, None)
@@ -115,7 +114,7 @@ def score_doc(doc, results) -> dict:
     """`reward_plugins.score` of the doc's response. A doc whose video is missing counts as an
     empty answer: a miss in every metric, so every query stays in every denominator."""
     response = results[0] if doc["video_found"] else ""
-    return score(response, label_json(doc), think=think_mode())
+    return score(response, label_json(doc), think=think_from_env())
 
 
 def shared_metrics(doc, scored) -> dict:

@@ -16,15 +16,23 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-# In-process engine (~3 s to start instead of ~25 s), 1 GiB of KV cache: read when vLLM starts.
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-
 import torch
 
 from reward_plugins import PRESETS
 
 MAX_LEN = 2048  # --data.max_len: prompt (video tokens included) + response
+
+
+def in_process_llm(model_dir, *, max_len: int, seed: int = 0):
+    """vLLM's `LLM` in this process, fp32 and eager, one video per prompt: the CPU engine of the
+    demo's GRPO and of `select --engine local`."""
+    # In-process engine (~3 s to start instead of ~25 s), 1 GiB of KV cache: read when vLLM starts.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM
+
+    return LLM(model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=max_len,
+               limit_mm_per_prompt={"video": 1}, seed=seed)  # fmt: skip
 
 
 class InProcessEngine:
@@ -35,15 +43,10 @@ class InProcessEngine:
     samples, every prompt of a step) are gathered for a moment and sent as one batch."""
 
     def __init__(self, model_dir, seed: int = 0):
-        from vllm import LLM
-
         from openrlhf_video import patches
 
         patches.apply()  # video limits; load_weights resets caches with the patched RolloutRayActor method
-        self.llm = LLM(
-            model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=MAX_LEN,
-            limit_mm_per_prompt={"video": 1}, seed=seed,
-        )  # fmt: skip
+        self.llm = in_process_llm(model_dir, max_len=MAX_LEN, seed=seed)
         self._pending = []
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):

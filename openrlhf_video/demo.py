@@ -217,7 +217,7 @@ def plot_report(summary: dict, selection_stats: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from openrlhf_video.select import spread
+    from openrlhf_video.select import plot_spread, read_finished
 
     fig, (curves, hist, bars) = plt.subplots(1, 3, figsize=(16, 4.8))
     steps = [m["step"] for m in summary["grpo"]]
@@ -227,16 +227,9 @@ def plot_report(summary: dict, selection_stats: Path, path: Path) -> None:
                ylim=(-0.02, 1.02), xticks=steps)  # fmt: skip
     curves.legend(fontsize=8)
 
-    stats = [json.loads(line) for line in selection_stats.read_text().splitlines() if line.strip()]
-    scored = [s for s in stats if not s.get("error")]
-    tasks = sorted({s["task"] for s in scored})
-    hist.hist([[spread(s) for s in scored if s["task"] == t] for t in tasks], bins=12, range=(0, 0.6), stacked=True, label=tasks)
     sel = summary["selection"]
-    for task, threshold in sel["std_threshold"].items():
-        hist.axvline(threshold, color="black", linestyle="--", label=f"IoU std threshold ({task})")
-    hist.set(xlabel="reward spread over K rollouts (std of accuracy or IoU)", ylabel="records",
-             title=f"selection: kept {sel['kept']} of {sel['records']} records")  # fmt: skip
-    hist.legend(fontsize=8)
+    plot_spread(hist, list(read_finished(selection_stats).values()), sel["std_threshold"], bins=12)
+    hist.set_title(f"selection: kept {sel['kept']} of {sel['records']} records")
 
     labels = [f"{task.removeprefix('rlt_')}\n{metric}" for task, metrics in EVAL_METRICS.items() for metric in metrics]
     x = range(len(labels))

@@ -153,19 +153,16 @@ def file_rollouts(records: list[dict], path: str):
 def local_rollouts(records: list[dict], args):
     """vLLM in this process (the CPU build on a CPU machine), K samples per request, requests
     built by the training rollout's own `video_inputs`."""
-    # In-process engine: starts in ~2.5 s instead of ~24 s on CPU (shared/ENVIRONMENT.md).
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from transformers import AutoProcessor
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
+    from openrlhf_video.cpu_grpo import in_process_llm
     from openrlhf_video.data.frames import load_frames
     from openrlhf_video.rollout import video_inputs
     from openrlhf_video.tiny_model import VISION_TOKENS
 
     processor = AutoProcessor.from_pretrained(args.policy)
-    llm = LLM(model=args.policy, dtype="float32", enforce_eager=True, max_model_len=args.max_len,
-              limit_mm_per_prompt={"video": 1}, seed=args.seed)  # fmt: skip
+    llm = in_process_llm(args.policy, max_len=args.max_len, seed=args.seed)
     # No per-request seed: it would give every record the same random stream.
     params = SamplingParams(n=args.k, temperature=args.temperature, max_tokens=args.max_new_tokens, bad_words=VISION_TOKENS)
     for start in range(0, len(records), args.batch_size):
@@ -294,19 +291,26 @@ def write_report(out_dir: Path, records: list[dict], all_stats: list[dict], kept
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    tasks = sorted({s["task"] for s in scored})
-    if tasks:
-        ax.hist([[spread(s) for s in scored if s["task"] == t] for t in tasks], bins=24, range=(0, 0.6), stacked=True, label=tasks)
-    for task, value in thresholds.items():
-        ax.axvline(value, color="black", linestyle="--", label=f"IoU std threshold{f' ({task})' if task else ''} {value}")
-    ax.set_xlabel("reward spread over K rollouts (std of accuracy or IoU)")
-    ax.set_ylabel("records")
+    plot_spread(ax, all_stats, summary["std_threshold"])
     ax.set_title(f"kept {len(kept)} of {len(all_stats)} records (discrete: 0 < mean < 1)")
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / "spread_hist.png", dpi=100)
     plt.close(fig)
     return summary
+
+
+def plot_spread(ax, all_stats: list[dict], thresholds: dict, bins: int = 24) -> None:
+    """The spread histogram, stacked by task, with the IoU std thresholds ({"default" or task:
+    value}, as in summary.json) marked; drawn here and in the demo's report."""
+    scored = [s for s in all_stats if not s.get("error")]
+    tasks = sorted({s["task"] for s in scored})
+    if tasks:
+        ax.hist([[spread(s) for s in scored if s["task"] == t] for t in tasks], bins=bins, range=(0, 0.6), stacked=True, label=tasks)
+    for task, value in thresholds.items():
+        ax.axvline(value, color="black", linestyle="--", label=f"IoU std threshold{'' if task == 'default' else f' ({task})'} {value}")
+    ax.set_xlabel("reward spread over K rollouts (std of accuracy or IoU)")
+    ax.set_ylabel("records")
+    ax.legend(fontsize=8)
 
 
 def _histogram(values, low, high, bins=10):

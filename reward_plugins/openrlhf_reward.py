@@ -19,11 +19,11 @@ import torch
 # OpenRLHF imports this file by path: from a source checkout that is not pip-installed, the
 # package beside it is not importable yet. Appended, so an installed copy still wins.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from reward_plugins.protocol import LOG_KEYS, parse_weights, score_batch  # noqa: E402
+from reward_plugins.protocol import LOG_KEYS, parse_weights, score_batch, think_from_env  # noqa: E402
 
 logger = logging.getLogger("reward_plugins")
 
-THINK = os.environ.get("OPENRLHF_VIDEO_THINK", "1").strip().lower() not in ("0", "false", "no", "off")
+THINK = think_from_env()
 # A bad setting fails here, when OpenRLHF loads the file, not at the first reward.
 WEIGHTS = parse_weights(os.environ.get("OPENRLHF_VIDEO_REWARD_WEIGHTS", ""))
 

@@ -7,6 +7,7 @@ plain lists; `openrlhf_reward.py` turns them into tensors, `server.py` into JSON
 
 import logging
 import math
+import os
 import re
 
 from reward_plugins.scoring import COMPONENTS, score
@@ -74,6 +75,12 @@ def score_batch(queries, prompts, labels, *, think: bool = True, weights: dict |
         logs["unscored"].append(float(unscored))
         logs["response_chars"].append(float(len(response)))
     return {"rewards": rewards, "scores": scores, "extra_logs": logs}
+
+
+def think_from_env() -> bool:
+    """`OPENRLHF_VIDEO_THINK` (default on): the format the training reward and the eval metrics
+    expect. One reader, so training and evaluation cannot understand the setting differently."""
+    return os.environ.get("OPENRLHF_VIDEO_THINK", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def parse_weights(text: str) -> dict:
