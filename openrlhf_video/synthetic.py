@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1  # bump when the pictures change, so cached files are rebuilt
+VERSION = 2  # bump when the pictures change, so cached files are rebuilt
 COLORS = {
     "red": (220, 30, 30), "green": (30, 200, 30), "blue": (40, 60, 230), "yellow": (230, 220, 30),
     "purple": (150, 40, 200), "cyan": (30, 210, 220), "white": (240, 240, 240), "orange": (240, 140, 20),
@@ -78,6 +78,9 @@ def make_video(
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"} if background == "noise" else {}
+        # PyAV's default (slice threads) has x264 cut each picture into one slice per core, which
+        # a decoder can spread over cores; ordinary footage (ffmpeg's CLI) has one slice per picture.
+        stream.thread_type = "FRAME"
         for i in range(n_frames):
             if background == "noise":  # dim noise: not flat, not the shape
                 frame = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)

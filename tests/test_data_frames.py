@@ -100,28 +100,42 @@ def test_auto_falls_back_to_decord_when_pyav_fails(videos, monkeypatch, caplog):
     assert vf.backend == "decord" and len(vf.frames) == 12
 
 
-def test_pyav_skips_unreferenced_b_frames_and_stays_bit_exact(tmp_path):
-    """Pictures that nothing predicts from are never decoded unless sampled; the sampled frames
-    must equal a plain decode of every frame, converted the same way."""
+def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_bit_exact(tmp_path, monkeypatch):
+    """Pictures that nothing predicts from are never decoded unless sampled, and the runs between
+    keyframes are shared among DECODE_THREADS decoders; the sampled frames must still equal a
+    plain decode of every frame, converted the same way."""
     import av
     from av.video.reformatter import VideoReformatter
 
-    from openrlhf_video.data.frames import _h264_is_reference
+    from openrlhf_video.data import frames
 
-    path = make_video(tmp_path / "pan.mp4", duration=6.0, fps=30, size=(192, 108), event=EVENT, background="panning")
+    # 25 s at 30 fps: x264 puts a keyframe every 250 frames, so there are three runs or more.
+    path = make_video(tmp_path / "pan.mp4", duration=25.0, fps=30, size=(192, 108), event=EVENT, background="panning")
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         nal_length = (stream.codec_context.extradata[4] & 3) + 1
-        refs = [_h264_is_reference(bytes(p), nal_length) for p in container.demux(stream) if p.size]
+        packets = [p for p in container.demux(stream) if p.size]
+        refs = [frames._h264_is_reference(bytes(p), nal_length) for p in packets]
+        keyframes = sum(p.is_keyframe for p in packets)
     assert 0.25 < 1 - sum(refs) / len(refs) < 0.75  # x264's default B-frames: about half are skippable
-    for clip in (None, (1.3, 4.9)):
+    assert keyframes >= 3
+    to_rgb = VideoReformatter()
+    shares = []
+    decode = frames._decode_pyav
+    monkeypatch.setattr(frames, "_decode_pyav", lambda path, wanted, **kw: shares.append(wanted) or decode(path, wanted, **kw))
+    for threads, clip in ((1, None), (3, None), (3, (1.3, 4.9)), (2, (7.0, 21.0))):
+        monkeypatch.setattr(frames, "DECODE_THREADS", threads)
+        shares.clear()
         vf = load_frames(path, clip=clip, cache_dir=None, backend="pyav")
+        # One decoder per share of keyframe runs; together the shares are all the sampled frames.
+        assert len(shares) == min(threads, keyframes) if clip is None else 1 <= len(shares) <= threads
+        np.testing.assert_array_equal(np.concatenate(sorted(shares, key=min)), vf.frames_indices)
         h, w = vf.frames.shape[1:3]
-        to_rgb = VideoReformatter()
         with av.open(str(path)) as container:  # every frame decoded, converted as load_frames does
             every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()
                      for f in container.decode(video=0)]  # fmt: skip
         np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in vf.frames_indices]))
+    assert len(shares) == 2  # the clip (7, 21) spans a keyframe
 
 
 def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path):
