@@ -116,20 +116,25 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
         nal_length = (stream.codec_context.extradata[4] & 3) + 1
         packets = [p for p in container.demux(stream) if p.size]
         refs = [frames._h264_is_reference(bytes(p), nal_length) for p in packets]
-        keyframes = sum(p.is_keyframe for p in packets)
+        keyframe_pts = sorted(p.pts for p in packets if p.is_keyframe)
+        frame_pts = sorted(p.pts for p in packets)
+    keyframes = len(keyframe_pts)
     assert 0.25 < 1 - sum(refs) / len(refs) < 0.75  # x264's default B-frames: about half are skippable
     assert keyframes >= 3
     to_rgb = VideoReformatter()
     shares = []
     decode = frames._decode_pyav
-    monkeypatch.setattr(frames, "_decode_pyav", lambda path, wanted, **kw: shares.append(wanted) or decode(path, wanted, **kw))
+    monkeypatch.setattr(frames, "_decode_pyav", lambda path, wanted, seek, **kw: shares.append((wanted, seek)) or decode(path, wanted, seek, **kw))
     for threads, clip in ((1, None), (3, None), (3, (1.3, 4.9)), (2, (7.0, 21.0))):
         monkeypatch.setattr(frames, "DECODE_THREADS", threads)
         shares.clear()
         vf = load_frames(path, clip=clip, cache_dir=None, backend="pyav")
         # One decoder per share of keyframe runs; together the shares are all the sampled frames.
         assert len(shares) == min(threads, keyframes) if clip is None else 1 <= len(shares) <= threads
-        np.testing.assert_array_equal(np.concatenate(sorted(shares, key=min)), vf.frames_indices)
+        np.testing.assert_array_equal(np.concatenate(sorted((w for w, _ in shares), key=min)), vf.frames_indices)
+        # Each decoder seeks to the exact timestamp of the keyframe its first frame follows.
+        for wanted, seek in shares:
+            assert seek == max(pts for pts in keyframe_pts if pts <= frame_pts[wanted[0]])
         h, w = vf.frames.shape[1:3]
         with av.open(str(path)) as container:  # every frame decoded, converted as load_frames does
             every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()

@@ -32,7 +32,8 @@ DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
 )
 DEFAULT_CACHE_MAX_BYTES = int(float(os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE_GB", 20)) * 2**30)
 # Decoders per video (PyAV); lower it where many videos are decoded at once (dataloader workers).
-DECODE_THREADS = int(os.environ.get("OPENRLHF_VIDEO_DECODE_THREADS") or len(os.sched_getaffinity(0)))
+DECODE_THREADS = int(os.environ.get("OPENRLHF_VIDEO_DECODE_THREADS") or
+                     (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))  # fmt: skip
 
 
 @dataclass
@@ -189,30 +190,36 @@ def _read_pyav(path: Path, plan):
             container.seek(int((t0 + start / video_fps) / stream.time_base), stream=stream, backward=True)
         # Where decoding can start: the keyframes up to the last sampled frame (one pass over the
         # packets, no decoding: ~15 ms for 2 min of 640x360 H.264).
-        keyframes = []
+        keyframe_pts, keyframes = [], []
         for packet in container.demux(stream):
             if packet.is_keyframe and packet.pts is not None:
+                keyframe_pts.append(packet.pts)
                 keyframes.append(round((float(packet.pts * stream.time_base) - t0) * video_fps))
                 if keyframes[-1] > indices[-1]:
                     break
     # Each keyframe starts an independent run of pictures, so DECODE_THREADS decoders can take
     # a share of the runs each: ~2x on two cores where FFmpeg's own frame threads give ~1.1x
     # (benchmarks/frames.py). Shares are cut at keyframes, so no picture is decoded twice.
-    gop = np.searchsorted(keyframes, indices, side="right")
-    gop_starts = np.flatnonzero(np.diff(gop)) + 1  # positions in `indices` where a new run begins
-    cuts = sorted({int(gop_starts[np.abs(gop_starts - len(indices) * k / DECODE_THREADS).argmin()])
-                   for k in range(1, DECODE_THREADS)}) if len(gop_starts) else []  # fmt: skip
+    run = np.searchsorted(keyframes, indices, side="right")  # 1 + the keyframe a frame's run starts at
+    run_starts = np.flatnonzero(np.diff(run)) + 1  # positions in `indices` where a new run begins
+    cuts = sorted({int(run_starts[np.abs(run_starts - len(indices) * k / DECODE_THREADS).argmin()])
+                   for k in range(1, DECODE_THREADS)}) if len(run_starts) else []  # fmt: skip
     shares = np.split(indices, cuts)
+    # A decoder seeks to its run's keyframe by its own timestamp: one computed from the frame
+    # index can round to just before it, and the seek would land a whole run early.
+    seeks = [keyframe_pts[run[at] - 1] if run[at] else None for at in [0, *cuts]]
     # Fewer shares than threads (one keyframe, say): FFmpeg's frame threads use the rest.
     threads = DECODE_THREADS // len(shares)
     decode = functools.partial(_decode_pyav, path, size=size, video_fps=video_fps, threads=threads)
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
-        frames = [frame for share in pool.map(decode, shares) for frame in share]
+        frames = [frame for share in pool.map(decode, shares, seeks) for frame in share]
     return np.stack(frames), indices, video_fps, total, start, count
 
 
-def _decode_pyav(path: Path, wanted: np.ndarray, *, size, video_fps: float, threads: int) -> list[np.ndarray]:
-    """The frames at `wanted` (sorted indices), decoded from the keyframe before the first."""
+def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, video_fps: float,
+                 threads: int) -> list[np.ndarray]:  # fmt: skip
+    """The frames at `wanted` (sorted indices), decoded from the keyframe at `seek_pts` (None: from
+    the start)."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -221,8 +228,8 @@ def _decode_pyav(path: Path, wanted: np.ndarray, *, size, video_fps: float, thre
         stream = container.streams.video[0]
         stream.thread_type, stream.thread_count = "AUTO", threads
         t0 = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        if wanted[0] > 0:
-            container.seek(int((t0 + wanted[0] / video_fps) / stream.time_base), stream=stream, backward=True)
+        if seek_pts is not None:
+            container.seek(seek_pts, stream=stream, backward=True)
         # Sequential decode, converting (and scaling) only the wanted frames: a frame's index is
         # read from its timestamp, which stays right after a seek. H.264 in MP4/MKV (avcC) marks
         # the pictures no other picture predicts from (nal_ref_idc 0: most B-frames); unwanted
