@@ -19,6 +19,9 @@ import lmms_tasks
 
 # `--tasks list` and friends print and exit without results; they succeed when lmms-eval does.
 LISTINGS = {"list", "list_groups", "list_tags", "list_subtasks"}
+# lmms-eval's CLI without indexing its own tasks: for runs of our `rlt_` tasks only (patches.py).
+OUR_TASKS_ONLY = ("from openrlhf_video import patches; patches.lmms_eval_index_included_tasks_only(); "
+                  "from lmms_eval.__main__ import cli_evaluate; cli_evaluate()")  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
@@ -33,9 +36,11 @@ def main(argv: list[str]) -> int:
     known.add_argument("--tasks")
     known.add_argument("--output_path")
     args, _ = known.parse_known_args(argv)
-    command = [sys.executable, "-m", "lmms_eval", *argv, "--include_path", str(lmms_tasks.TASKS_DIR)]
     if args.tasks is None or args.tasks in LISTINGS:
-        return subprocess.call(command)
+        return subprocess.call([sys.executable, "-m", "lmms_eval", *argv, "--include_path", str(lmms_tasks.TASKS_DIR)])
+    ours_only = all(name.startswith("rlt_") for name in args.tasks.split(","))
+    entry = ["-c", OUR_TASKS_ONLY] if ours_only else ["-m", "lmms_eval"]
+    command = [sys.executable, *entry, *argv, "--include_path", str(lmms_tasks.TASKS_DIR)]
 
     with tempfile.TemporaryDirectory(prefix="openrlhf-video-eval-") as scratch:
         output = Path(args.output_path or scratch)

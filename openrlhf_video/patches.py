@@ -4,7 +4,8 @@ OpenRLHF 0.11.2 trains VLMs on images only; with videos it is silently wrong in 
 below (measured in shared/ENVIRONMENT.md). Each patch names the upstream version and function it
 changes and why, and has a test that fails without it (tests/test_patches.py, tests/test_rollout.py).
 
-`apply()` is idempotent and runs in the driver (`openrlhf-video train`) and, as Ray's
+`lmms_eval_index_included_tasks_only()`, the one lmms-eval patch, is for `openrlhf-video eval`'s
+lmms-eval process. `apply()` (the training patches) is idempotent and runs in the driver (`openrlhf-video train`) and, as Ray's
 `worker_process_setup_hook`, in every Ray worker: patches made in the driver alone do not reach the
 modules that workers import afresh (Actor, ActorPPOTrainer, transformers).
 """
@@ -238,9 +239,24 @@ def _patch_weight_sync():
     _replace(ppo_actor.ActorPPOTrainer, "broadcast_to_vllm", broadcast_to_vllm)
 
 
+def lmms_eval_index_included_tasks_only() -> None:
+    """lmms-eval 0.7.3 `TaskManager.__init__` indexes all ~2000 of its own task YAMLs on every run
+    (~4.6 s on two cores) and has no flag to skip them. A run of our `rlt_` tasks needs only
+    --include_path's: `include_defaults` now defaults to False. `openrlhf-video eval` applies it
+    in the lmms-eval process only when every task asked for is ours."""
+    from lmms_eval.tasks import TaskManager
+
+    upstream = TaskManager.__init__
+
+    def __init__(self, *args, include_defaults: bool = False, **kwargs):
+        upstream(self, *args, include_defaults=include_defaults, **kwargs)
+
+    _replace(TaskManager, "__init__", __init__)
+
+
 def apply() -> None:
-    """Apply every patch, once per process. Runs as Ray's worker_process_setup_hook too."""
-    if UPSTREAM:
+    """Apply every training patch, once per process. Runs as Ray's worker_process_setup_hook too."""
+    if "Actor.forward" in UPSTREAM:
         return
     _patch_transformers_rope_index()
     _patch_actor_forward()

@@ -151,3 +151,23 @@ def test_check_results_names_what_is_missing(dummy_run, tmp_path):
     assert evaluate.check_results(out, ["rlt_video", "rlt_nosuch"], since=0) == ["no results for task 'rlt_nosuch'"]
     assert "no results file" in evaluate.check_results(tmp_path, ["rlt_video"], since=0)[0]
 
+
+
+def test_runs_of_our_tasks_skip_indexing_lmms_evals_own(monkeypatch, tmp_path):
+    """patches.lmms_eval_index_included_tasks_only: the TaskManager sees our folder only, and
+    `eval` uses it just when every task is ours (the dummy run above went through it)."""
+    from lmms_eval.tasks import TaskManager
+
+    from openrlhf_video import patches
+
+    monkeypatch.setattr(TaskManager, "__init__", TaskManager.__init__)  # put back afterwards
+    monkeypatch.setattr(patches, "UPSTREAM", dict(patches.UPSTREAM))
+    patches.lmms_eval_index_included_tasks_only()
+    tasks = TaskManager(include_path=str(evaluate.lmms_tasks.TASKS_DIR)).all_tasks
+    assert "rlt_video" in tasks and all(name.startswith("rlt_") for name in tasks)  # no "mme" and the like
+
+    commands = []
+    monkeypatch.setattr(evaluate.subprocess, "call", lambda command: commands.append(command) or 1)
+    for names in ("rlt_charades_sta,rlt_mvbench", "rlt_charades_sta,mme"):
+        evaluate.main(["--model", "dummy", "--tasks", names, "--output_path", str(tmp_path)])
+    assert commands[0][1:3] == ["-c", evaluate.OUR_TASKS_ONLY] and commands[1][1:3] == ["-m", "lmms_eval"]
