@@ -143,6 +143,47 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     assert len(shares) == 2  # the clip (7, 21) spans a keyframe
 
 
+@pytest.mark.parametrize("kind", ["h264 in mkv", "h264 open gop", "vp9 in webm"])
+def test_other_containers_and_codecs_split_at_keyframes_bit_exact(tmp_path, monkeypatch, kind):
+    """MKV and WebM store no frame count; open-GOP H.264 has keyframes that are not IDR (pictures
+    after them in decoding order may refer back across them); VP9 has no H.264 NAL units. The
+    frames must still equal a plain decode of every frame, with three decoders sharing the runs."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from openrlhf_video.data import frames
+
+    source = make_video(tmp_path / "src.mp4", duration=10.0, fps=30, size=(160, 96), event=EVENT, background="panning")
+    codec, options, path = {
+        "h264 in mkv": (None, None, tmp_path / "v.mkv"),  # the same packets, remuxed
+        "h264 open gop": ("libx264", {"x264-params": "open-gop=1:keyint=60:min-keyint=60:scenecut=0"}, tmp_path / "v.mp4"),
+        "vp9 in webm": ("libvpx-vp9", {"g": "60", "deadline": "realtime", "cpu-used": "8"}, tmp_path / "v.webm"),
+    }[kind]
+    with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+        stream = src.streams.video[0]
+        if codec is None:
+            out = dst.add_stream_from_template(stream)
+            for packet in src.demux(stream):
+                if packet.dts is not None:
+                    packet.stream = out
+                    dst.mux(packet)
+        else:
+            out = dst.add_stream(codec, rate=30, width=160, height=96, pix_fmt="yuv420p", options=options)
+            for frame in src.decode(stream):
+                dst.mux(out.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
+            dst.mux(out.encode())
+    monkeypatch.setattr(frames, "DECODE_THREADS", 3)
+    for clip in (None, (2.1, 9.0)):
+        vf = load_frames(path, clip=clip, cache_dir=None, backend="pyav")
+        assert vf.total_num_frames == 300 and vf.video_fps == pytest.approx(30, rel=1e-3)
+        h, w = vf.frames.shape[1:3]
+        to_rgb = VideoReformatter()
+        with av.open(str(path)) as container:
+            every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()
+                     for f in container.decode(video=0)]  # fmt: skip
+        np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in vf.frames_indices]))
+
+
 def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))

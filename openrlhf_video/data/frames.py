@@ -183,7 +183,16 @@ def _read_pyav(path: Path, plan):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         video_fps = float(stream.average_rate or stream.guessed_rate or 0)
-        total = stream.frames or int(float(stream.duration * stream.time_base) * video_fps if stream.duration else 0)
+        total = stream.frames
+        if not total:
+            # MKV and WebM store no frame count, and their millisecond timestamps can skew FFmpeg's
+            # average rate (1000/33 for 30 fps): count the packets (no decoding) and take the rate
+            # from their timestamps, the ones frames are matched to indices by.
+            pts = [packet.pts for packet in container.demux(stream) if packet.size and packet.pts is not None]
+            total = len(pts)
+            if total > 1:
+                video_fps = (total - 1) / float((max(pts) - min(pts)) * stream.time_base)
+            container.seek(0)
         indices, size, start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
         t0 = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         if start > 0:  # jump to the keyframe before the clip instead of reading up to it
