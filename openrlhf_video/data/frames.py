@@ -254,6 +254,10 @@ def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, 
         to_rgb = VideoReformatter()
         frames = []
         for packet in container.demux(stream):
+            # Pictures shown before the keyframe but stored after it (open GOP) refer to the run
+            # before, which this decoder has not seen: they would decode broken (and logged).
+            if seek_pts is not None and packet.pts is not None and packet.pts < seek_pts:
+                continue
             if nal_length and packet.pts is not None and packet.size:
                 index = round((float(packet.pts * stream.time_base) - t0) * video_fps)
                 if index not in sampled and not _h264_is_reference(bytes(packet), nal_length):
