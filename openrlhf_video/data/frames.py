@@ -190,7 +190,7 @@ def _read_pyav(path: Path, plan):
             # from their timestamps, the ones frames are matched to indices by.
             pts = [packet.pts for packet in container.demux(stream) if packet.size and packet.pts is not None]
             total = len(pts)
-            if total > 1:
+            if total > 1 and max(pts) > min(pts):
                 video_fps = (total - 1) / float((max(pts) - min(pts)) * stream.time_base)
             container.seek(0)
         indices, size, start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
@@ -207,7 +207,7 @@ def _read_pyav(path: Path, plan):
                 if keyframes[-1] > indices[-1]:
                     break
     # Each keyframe starts an independent run of pictures, so DECODE_THREADS decoders can take
-    # a share of the runs each: ~2x on two cores where FFmpeg's own frame threads give ~1.1x
+    # a share of the runs each: 1.7-1.9x on two cores where FFmpeg's own frame threads give 1.1x
     # (benchmarks/frames.py). Shares are cut at keyframes, so no picture is decoded twice.
     run = np.searchsorted(keyframes, indices, side="right")  # 1 + the keyframe a frame's run starts at
     run_starts = np.flatnonzero(np.diff(run)) + 1  # positions in `indices` where a new run begins
