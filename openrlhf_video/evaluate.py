@@ -36,11 +36,11 @@ def main(argv: list[str]) -> int:
     known.add_argument("--tasks")
     known.add_argument("--output_path")
     args, _ = known.parse_known_args(argv)
-    if args.tasks is None or args.tasks in LISTINGS:
-        return subprocess.call([sys.executable, "-m", "lmms_eval", *argv, "--include_path", str(lmms_tasks.TASKS_DIR)])
-    ours_only = all(name.startswith("rlt_") for name in args.tasks.split(","))
+    ours_only = args.tasks is not None and all(name.startswith("rlt_") for name in args.tasks.split(","))
     entry = ["-c", OUR_TASKS_ONLY] if ours_only else ["-m", "lmms_eval"]
     command = [sys.executable, *entry, *argv, "--include_path", str(lmms_tasks.TASKS_DIR)]
+    if args.tasks is None or args.tasks in LISTINGS:
+        return subprocess.call(command)
 
     with tempfile.TemporaryDirectory(prefix="openrlhf-video-eval-") as scratch:
         output = Path(args.output_path or scratch)

@@ -31,6 +31,19 @@ def shows_square(frame: np.ndarray) -> bool:
     return bool((np.abs(frame.astype(int) - red).max(axis=-1) < 40).mean() > 0.05)
 
 
+def assert_equals_a_plain_decode(vf, path):
+    """The sampled frames equal a decode of every frame of `path`, converted as load_frames does."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    h, w = vf.frames.shape[1:3]
+    to_rgb = VideoReformatter()
+    with av.open(str(path)) as container:
+        every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()
+                 for f in container.decode(video=0)]  # fmt: skip
+    np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in vf.frames_indices]))
+
+
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
 @pytest.mark.parametrize("name", ["10fps", "30fps"])
 def test_frames_are_sampled_like_qwen_and_timestamps_match_the_pictures(videos, name, backend):
@@ -105,7 +118,6 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     keyframes are shared among DECODE_THREADS decoders; the sampled frames must still equal a
     plain decode of every frame, converted the same way."""
     import av
-    from av.video.reformatter import VideoReformatter
 
     from openrlhf_video.data import frames
 
@@ -121,7 +133,6 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     keyframes = len(keyframe_pts)
     assert 0.25 < 1 - sum(refs) / len(refs) < 0.75  # x264's default B-frames: about half are skippable
     assert keyframes >= 3
-    to_rgb = VideoReformatter()
     shares = []
     decode = frames._decode_pyav
     monkeypatch.setattr(frames, "_decode_pyav", lambda path, wanted, seek, **kw: shares.append((wanted, seek)) or decode(path, wanted, seek, **kw))
@@ -135,11 +146,7 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
         # Each decoder seeks to the exact timestamp of the keyframe its first frame follows.
         for wanted, seek in shares:
             assert seek == max(pts for pts in keyframe_pts if pts <= frame_pts[wanted[0]])
-        h, w = vf.frames.shape[1:3]
-        with av.open(str(path)) as container:  # every frame decoded, converted as load_frames does
-            every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()
-                     for f in container.decode(video=0)]  # fmt: skip
-        np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in vf.frames_indices]))
+        assert_equals_a_plain_decode(vf, path)
     assert len(shares) == 2  # the clip (7, 21) spans a keyframe
 
 
@@ -149,7 +156,6 @@ def test_other_containers_and_codecs_split_at_keyframes_bit_exact(tmp_path, monk
     after them in decoding order may refer back across them); VP9 has no H.264 NAL units. The
     frames must still equal a plain decode of every frame, with three decoders sharing the runs."""
     import av
-    from av.video.reformatter import VideoReformatter
 
     from openrlhf_video.data import frames
 
@@ -176,12 +182,7 @@ def test_other_containers_and_codecs_split_at_keyframes_bit_exact(tmp_path, monk
     for clip in (None, (2.1, 9.0)):
         vf = load_frames(path, clip=clip, cache_dir=None, backend="pyav")
         assert vf.total_num_frames == 300 and vf.video_fps == pytest.approx(30, rel=1e-3)
-        h, w = vf.frames.shape[1:3]
-        to_rgb = VideoReformatter()
-        with av.open(str(path)) as container:
-            every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()
-                     for f in container.decode(video=0)]  # fmt: skip
-        np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in vf.frames_indices]))
+        assert_equals_a_plain_decode(vf, path)
 
 
 def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path):

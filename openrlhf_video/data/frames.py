@@ -219,13 +219,13 @@ def _read_pyav(path: Path, plan):
     seeks = [keyframe_pts[run[at] - 1] if run[at] else None for at in [0, *cuts]]
     # Fewer shares than threads (one keyframe, say): FFmpeg's frame threads use the rest.
     threads = DECODE_THREADS // len(shares)
-    decode = functools.partial(_decode_pyav, path, size=size, video_fps=video_fps, threads=threads)
+    decode = functools.partial(_decode_pyav, path, size=size, video_fps=video_fps, t0=t0, threads=threads)
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
         frames = [frame for share in pool.map(decode, shares, seeks) for frame in share]
     return np.stack(frames), indices, video_fps, total, start, count
 
 
-def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, video_fps: float,
+def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, video_fps: float, t0: float,
                  threads: int) -> list[np.ndarray]:  # fmt: skip
     """The frames at `wanted` (sorted indices), decoded from the keyframe at `seek_pts` (None: from
     the start)."""
@@ -236,7 +236,6 @@ def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type, stream.thread_count = "AUTO", threads
-        t0 = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         if seek_pts is not None:
             container.seek(seek_pts, stream=stream, backward=True)
         # Sequential decode, converting (and scaling) only the wanted frames: a frame's index is
