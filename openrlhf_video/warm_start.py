@@ -55,8 +55,8 @@ def warm_start(model_dir, records: list[dict], out_dir, *, steps: int = 300, lr:
                think: bool = True, fps: float = 1.0, total_pixels: int = 64 * 28 * 28 * 4) -> Path:  # fmt: skip
     """Fine-tune `model_dir` for `steps` single-example AdamW steps on `records` (videos readable
     as written) and save it with its processor to `out_dir`; returns `out_dir`. The defaults
-    take the tiny model from never answering to a format rate of ~0.4 at temperature 1.0 on
-    the synthetic data: rollouts that vary."""
+    take the tiny model from never answering to a format rate of 0.7-0.85 at temperature 1.0 on
+    8 synthetic clips (three seeds): rollouts that vary."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
