@@ -22,12 +22,11 @@ from datasets import Dataset, DatasetDict
 from lmms_eval.api.task import ConfigurableMessagesTask
 from lmms_eval.utils import resolve_cache_dir
 from loguru import logger as eval_logger
+from tenacity import RetryError
 
 from openrlhf_video.data import build_messages, label_json, load_config, read_records
 from reward_plugins import score
 from reward_plugins.protocol import think_from_env
-
-
 
 
 class RltTask(ConfigurableMessagesTask):
@@ -60,7 +59,12 @@ class RltTask(ConfigurableMessagesTask):
         else:
             hf_home = os.path.expanduser(os.getenv("HF_HOME", "~/.cache/huggingface"))
             hub_videos = os.path.join(resolve_cache_dir(dataset_kwargs["cache_dir"], base_dir=hf_home), meta.get("hub_video_dir", ""))
-            super().download(dataset_kwargs)  # lmms-eval's own download; process_docs makes records
+            try:  # lmms-eval's own download, retried a few times; process_docs makes records
+                super().download(dataset_kwargs)
+            except Exception as e:  # offline clusters end here: say how to use local files instead
+                e = e.last_attempt.exception() if isinstance(e, RetryError) else e
+                raise ValueError(f"{name}: cannot load the hub dataset {self.config.dataset_path} ({type(e).__name__}: {e}); "
+                                 f"to evaluate local data, set {env}_ANNOTATIONS (and {env}_VIDEO_ROOT)") from e  # fmt: skip
             records = [dict(r) for r in self.dataset[self.config.test_split]]
             for r in records:
                 r["video"] = os.path.join(video_root or hub_videos, r["video"])

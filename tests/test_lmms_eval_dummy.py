@@ -132,7 +132,7 @@ def test_logged_iou_equals_the_training_reward(dummy_run):
     from reward_plugins.openrlhf_reward import reward_func
 
     _, out, _, _ = dummy_run
-    samples = [json.loads(line) for line in open(glob.glob(f"{out}/**/*_samples_rlt_charades_sta.jsonl", recursive=True)[0])]
+    samples = [json.loads(line) for line in Path(glob.glob(f"{out}/**/*_samples_rlt_charades_sta.jsonl", recursive=True)[0]).read_text().splitlines()]
     prompt = "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
     checked = 0
     for sample in samples:
@@ -150,7 +150,6 @@ def test_check_results_names_what_is_missing(dummy_run, tmp_path):
     assert evaluate.check_results(out, ["rlt_video"], since=0) == []
     assert evaluate.check_results(out, ["rlt_video", "rlt_nosuch"], since=0) == ["no results for task 'rlt_nosuch'"]
     assert "no results file" in evaluate.check_results(tmp_path, ["rlt_video"], since=0)[0]
-
 
 
 def test_runs_of_our_tasks_skip_indexing_lmms_evals_own(monkeypatch, tmp_path):
@@ -171,3 +170,23 @@ def test_runs_of_our_tasks_skip_indexing_lmms_evals_own(monkeypatch, tmp_path):
     for names in ("rlt_charades_sta,rlt_mvbench", "rlt_charades_sta,mme"):
         evaluate.main(["--model", "dummy", "--tasks", names, "--output_path", str(tmp_path)])
     assert commands[0][1:3] == ["-c", evaluate.OUR_TASKS_ONLY] and commands[1][1:3] == ["-m", "lmms_eval"]
+
+
+def test_a_hub_dataset_that_cannot_load_says_how_to_use_local_files(monkeypatch):
+    """Offline clusters: without RLT_<TASK>_ANNOTATIONS the task falls back to lmms-eval's hub
+    download; when that fails, the error names the variable to set instead of a bare hub error."""
+    import tenacity
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from lmms_eval.api.task import ConfigurableTask
+    from lmms_eval.tasks import TaskManager
+
+    @tenacity.retry(stop=tenacity.stop_after_attempt(2))  # as lmms-eval's own download is wrapped
+    def offline(self, dataset_kwargs=None):
+        raise LocalEntryNotFoundError("no connection and no cached copy")
+
+    monkeypatch.delenv("RLT_CHARADES_STA_ANNOTATIONS", raising=False)
+    monkeypatch.setattr(ConfigurableTask, "download", offline)
+    manager = TaskManager(include_path=str(evaluate.lmms_tasks.TASKS_DIR), include_defaults=False)
+    with pytest.raises(ValueError, match="rlt_charades_sta: cannot load the hub dataset .*LocalEntryNotFoundError: no connection.*"
+                                         "set RLT_CHARADES_STA_ANNOTATIONS"):  # fmt: skip
+        manager.load_task_or_group(["rlt_charades_sta"])
