@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the printed numbers readable
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its CPU worker warns at every set_num_threads call
 
 from openrlhf_video import select
 from openrlhf_video.data import load_config
