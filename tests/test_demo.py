@@ -14,8 +14,9 @@ from reward_plugins import score
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["data", "data check", "warm start", "selection", "eval before", "GRPO", "eval after", "report"]
-# Two clips (8 records) learn the answer format in fewer warm-start steps than the default eight.
-SMALL = {"--videos": 2, "--eval-videos": 1, "--warm-start-steps": 120, "--k": 4, "--steps": 2, "--prompts-per-step": 2, "--samples": 4}
+# Two clips (8 records) learn the answer format in fewer warm-start steps than the default eight:
+# 200 steps gave a format rate of 0.48-0.73 at temperature 1 over four seeds, 120 steps 0.16-0.72.
+SMALL = {"--videos": 2, "--eval-videos": 1, "--warm-start-steps": 200, "--k": 4, "--steps": 2, "--prompts-per-step": 2, "--samples": 4}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,8 @@ def test_selection_in_the_summary_is_what_select_wrote(demo):
     kept = (out / "selection" / "kept.jsonl").read_text().splitlines()
     assert len(stats) == summary["selection"]["records"] == 4 * SMALL["--videos"]
     assert all(s["k"] == SMALL["--k"] for s in stats)
+    # The warm start taught the answer format, as the demo says (the random model: ~0).
+    assert sum(s["format_mean"] for s in stats) / len(stats) >= 0.3
     assert summary["selection"]["kept"] == len(kept)
     expected = len(kept) if len(kept) >= SMALL["--prompts-per-step"] else len(stats)  # documented fallback
     assert summary["selection"]["grpo_records"] == expected
