@@ -31,8 +31,9 @@ def shows_square(frame: np.ndarray) -> bool:
     return bool((np.abs(frame.astype(int) - red).max(axis=-1) < 40).mean() > 0.05)
 
 
-def assert_equals_a_plain_decode(vf, path):
-    """The sampled frames equal a decode of every frame of `path`, converted as load_frames does."""
+def assert_equals_a_plain_decode(vf, path, frame_numbers=None):
+    """The sampled frames equal a decode of every frame of `path`, converted as load_frames does
+    (the frames at `frame_numbers`, by default `vf.frames_indices`: the same at a constant rate)."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -41,7 +42,8 @@ def assert_equals_a_plain_decode(vf, path):
     with av.open(str(path)) as container:
         every = [to_rgb.reformat(f, width=w, height=h, format="gbrp", interpolation="BICUBIC").to_ndarray()
                  for f in container.decode(video=0)]  # fmt: skip
-    np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in vf.frames_indices]))
+    frame_numbers = vf.frames_indices if frame_numbers is None else frame_numbers
+    np.testing.assert_array_equal(vf.frames, np.stack([every[i] for i in frame_numbers]))
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
@@ -59,6 +61,45 @@ def test_frames_are_sampled_like_qwen_and_timestamps_match_the_pictures(videos, 
     # The square is on screen exactly for 2.0 <= time <= 5.0: the timestamps say when each frame is.
     for frame, time in zip(vf.frames, vf.timestamps):
         assert shows_square(frame) == (EVENT[0] <= time <= EVENT[1]), time
+
+
+def test_variable_frame_rate_frames_are_the_pictures_on_screen_at_their_timestamps(tmp_path):
+    """Phone footage often has a variable frame rate: here 1 s at 30 fps, then 3 s at 10 fps. A
+    sampled index is a time (index / average fps), so the frame must be the picture on screen then
+    (to half a sampling slot), not the index-th picture, which would be ~0.4 s early here."""
+    import fractions
+
+    import av
+
+    times = [i / 30 for i in range(30)] + [1 + i / 10 for i in range(30)]
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)  # x264's default B-frames
+        stream.width, stream.height, stream.pix_fmt = 320, 192, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for number, time_s in enumerate(times):
+            picture = np.zeros((192, 320, 3), np.uint8)
+            for bit in range(6):  # the frame number in six white-or-black bars
+                picture[:, bit * 53 : bit * 53 + 45] = 255 * (number >> bit & 1)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = round(time_s * 1000), fractions.Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    def frame_number(frame):
+        h, w = frame.shape[:2]
+        return sum(1 << bit for bit in range(6) if frame[h // 2, (bit * 53 + 22) * w // 320].mean() > 128)
+
+    numbers = {}
+    for backend in ("pyav", "decord"):
+        vf = load_frames(path, backend=backend, cache_dir=None)
+        numbers[backend] = [frame_number(frame) for frame in vf.frames]
+        slot = 0.5 / vf.video_fps
+        for number, time_s in zip(numbers[backend], vf.timestamps):
+            assert times[number] <= time_s + slot and (number == len(times) - 1 or times[number + 1] > time_s + slot)
+        if backend == "pyav":  # the unreferenced B-frames it leaves out were not the ones on screen
+            assert_equals_a_plain_decode(vf, path, numbers["pyav"])
+    assert numbers["pyav"] == numbers["decord"] and len(set(numbers["pyav"])) == len(numbers["pyav"]) >= 6
 
 
 def test_same_frame_count_and_size_as_qwen_vl_utils_fetch_video(videos):
@@ -135,17 +176,19 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     assert keyframes >= 3
     shares = []
     decode = frames._decode_pyav
-    monkeypatch.setattr(frames, "_decode_pyav", lambda path, wanted, seek, **kw: shares.append((wanted, seek)) or decode(path, wanted, seek, **kw))
+    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, seek, **kw: shares.append((targets, seek)) or decode(path, targets, seek, **kw))
     for threads, clip in ((1, None), (3, None), (3, (1.3, 4.9)), (2, (7.0, 21.0))):
         monkeypatch.setattr(frames, "DECODE_THREADS", threads)
         shares.clear()
         vf = load_frames(path, clip=clip, cache_dir=None, backend="pyav")
-        # One decoder per share of keyframe runs; together the shares are all the sampled frames.
+        # One decoder per share of keyframe runs; together the shares are all the sampled frames
+        # (decoders know them by timestamp).
         assert len(shares) == min(threads, keyframes) if clip is None else 1 <= len(shares) <= threads
-        np.testing.assert_array_equal(np.concatenate(sorted((w for w, _ in shares), key=min)), vf.frames_indices)
+        sampled_pts = np.concatenate(sorted((targets for targets, _ in shares), key=min))
+        np.testing.assert_array_equal(sampled_pts, np.array(frame_pts)[vf.frames_indices])
         # Each decoder seeks to the exact timestamp of the keyframe its first frame follows.
-        for wanted, seek in shares:
-            assert seek == max(pts for pts in keyframe_pts if pts <= frame_pts[wanted[0]])
+        for targets, seek in shares:
+            assert seek == max(pts for pts in keyframe_pts if pts <= targets[0])
         assert_equals_a_plain_decode(vf, path)
     assert len(shares) == 2  # the clip (7, 21) spans a keyframe
 

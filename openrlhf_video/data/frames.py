@@ -2,10 +2,11 @@
 
 Sampling and sizing follow qwen-vl-utils' `fetch_video` (its `smart_nframes`, frame range and
 `smart_resize`, Temporal-R1's budget as defaults), so a model sees what it saw in Qwen's own
-recipes. Frames are decoded straight to the target size (PyAV first, decord when PyAV is
-missing or fails) and cached on disk, so a second epoch or another rollout reads them back.
-PyAV decodes the runs between keyframes on DECODE_THREADS decoders at once, and never decodes
-the H.264 pictures that no other picture refers to unless they are sampled.
+recipes, except that a sampled index is a time: at a variable frame rate the frame is the picture
+on screen then, not the index-th picture. Frames are decoded straight to the target size (PyAV
+first, decord when PyAV is missing or fails) and cached on disk, so a second epoch or another
+rollout reads them back. PyAV decodes the runs between keyframes on DECODE_THREADS decoders at
+once, and never decodes the H.264 pictures that no other picture refers to unless they are sampled.
 """
 
 import functools
@@ -26,7 +27,7 @@ from openrlhf_video.data.records import DataError
 logger = logging.getLogger(__name__)
 
 PATCH_FACTOR = 28  # Qwen2.5-VL: patch 14 x spatial merge 2
-CACHE_VERSION = 2  # bump when the sampling, the pixels or the stored layout change
+CACHE_VERSION = 3  # bump when the sampling, the pixels or the stored layout change
 DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "frames"
 )
@@ -41,7 +42,7 @@ class VideoFrames:
     """Sampled, resized frames of one video and the times they were taken at."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8; T even, H and W multiples of 28
-    frames_indices: np.ndarray  # (T,) indices into the whole video
+    frames_indices: np.ndarray  # (T,) indices into the whole video at video_fps (times: index / video_fps)
     timestamps: np.ndarray  # (T,) seconds in the whole video's time (a clip does not shift them)
     fps: float  # the real sampled rate: T / frames in the sampled range * video_fps
     video_fps: float
@@ -169,9 +170,10 @@ def _read_decord(path: Path, plan):
     total, video_fps = len(reader), reader.get_avg_fps()
     height, width = reader[0].shape[:2]
     indices, (h, w), start, count = plan(total, video_fps, height, width)
+    shown = reader.get_frame_timestamp(range(total))[:, 0]  # seconds, in display order
     # Decode at full size and scale only the wanted frames: decord's own scaling (width=,
     # height=) would scale every decoded frame, and for sparse sampling most are thrown away.
-    frames = reader.get_batch(indices.tolist()).asnumpy()
+    frames = reader.get_batch(on_screen(shown - shown[0], indices, video_fps).tolist()).asnumpy()
     if (h, w) != (height, width):
         frames = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
     return frames, indices, video_fps, total, start, count
@@ -197,38 +199,50 @@ def _read_pyav(path: Path, plan):
         t0 = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         if start > 0:  # jump to the keyframe before the clip instead of reading up to it
             container.seek(int((t0 + start / video_fps) / stream.time_base), stream=stream, backward=True)
-        # Where decoding can start: the keyframes up to the last sampled frame (one pass over the
-        # packets, no decoding: ~15 ms for 2 min of 640x360 H.264).
-        keyframe_pts, keyframes = [], []
+        # One pass over the packets, no decoding (~15 ms for 2 min of 640x360 H.264), up to the
+        # first keyframe shown after the last sampled time and the pictures shown before it:
+        # every picture's timestamp, and the keyframes, where decoding can start.
+        pts, keyframe_pts, last_keyframe = [], [], -1
         for packet in container.demux(stream):
-            if packet.is_keyframe and packet.pts is not None:
+            if packet.pts is None:
+                continue
+            if last_keyframe > indices[-1] and packet.pts > keyframe_pts[-1]:
+                break
+            pts.append(packet.pts)
+            if packet.is_keyframe:
                 keyframe_pts.append(packet.pts)
-                keyframes.append(round((float(packet.pts * stream.time_base) - t0) * video_fps))
-                if keyframes[-1] > indices[-1]:
-                    break
+                last_keyframe = round((float(packet.pts * stream.time_base) - t0) * video_fps)
+        pts = np.unique(pts)
+        targets = pts[on_screen(pts * float(stream.time_base) - t0, indices, video_fps)]
     # Each keyframe starts an independent run of pictures, so DECODE_THREADS decoders can take
     # a share of the runs each: 1.7-1.9x on two cores where FFmpeg's own frame threads give 1.1x
     # (benchmarks/frames.py). Shares are cut at keyframes, so no picture is decoded twice.
-    run = np.searchsorted(keyframes, indices, side="right")  # 1 + the keyframe a frame's run starts at
-    run_starts = np.flatnonzero(np.diff(run)) + 1  # positions in `indices` where a new run begins
-    cuts = sorted({int(run_starts[np.abs(run_starts - len(indices) * k / DECODE_THREADS).argmin()])
+    run = np.searchsorted(keyframe_pts, targets, side="right")  # 1 + the keyframe a frame's run starts at
+    run_starts = np.flatnonzero(np.diff(run)) + 1  # positions in `targets` where a new run begins
+    cuts = sorted({int(run_starts[np.abs(run_starts - len(targets) * k / DECODE_THREADS).argmin()])
                    for k in range(1, DECODE_THREADS)}) if len(run_starts) else []  # fmt: skip
-    shares = np.split(indices, cuts)
-    # A decoder seeks to its run's keyframe by its own timestamp: one computed from the frame
-    # index can round to just before it, and the seek would land a whole run early.
+    shares = np.split(targets, cuts)
     seeks = [keyframe_pts[run[at] - 1] if run[at] else None for at in [0, *cuts]]
     # Fewer shares than threads (one keyframe, say): FFmpeg's frame threads use the rest.
     threads = DECODE_THREADS // len(shares)
-    decode = functools.partial(_decode_pyav, path, size=size, video_fps=video_fps, t0=t0, threads=threads)
+    decode = functools.partial(_decode_pyav, path, size=size, threads=threads)
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
         frames = [frame for share in pool.map(decode, shares, seeks) for frame in share]
     return np.stack(frames), indices, video_fps, total, start, count
 
 
-def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, video_fps: float, t0: float,
-                 threads: int) -> list[np.ndarray]:  # fmt: skip
-    """The frames at `wanted` (sorted indices), decoded from the keyframe at `seek_pts` (None: from
-    the start)."""
+def on_screen(shown: np.ndarray, indices: np.ndarray, video_fps: float) -> np.ndarray:
+    """For each sampled index (a time, index / video_fps), the position in `shown` (sorted display
+    times, seconds from the first frame) of the picture on screen then: the last one shown at or
+    before it. At a constant rate that is the frame with that index; at a variable rate few
+    pictures fall on the sampled times, and counting frames would put the video out of time."""
+    slots = np.round(shown * video_fps)  # the index a picture's time rounds to, as at a constant rate
+    return np.maximum(np.searchsorted(slots, indices, side="right") - 1, 0)
+
+
+def _decode_pyav(path: Path, targets: np.ndarray, seek_pts: int | None, *, size, threads: int) -> list[np.ndarray]:
+    """The pictures whose timestamps are `targets` (sorted, repeats allowed), decoded from the
+    keyframe at `seek_pts` (None: from the start)."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -238,15 +252,15 @@ def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, 
         stream.thread_type, stream.thread_count = "AUTO", threads
         if seek_pts is not None:
             container.seek(seek_pts, stream=stream, backward=True)
-        # Sequential decode, converting (and scaling) only the wanted frames: a frame's index is
-        # read from its timestamp, which stays right after a seek. H.264 in MP4/MKV (avcC) marks
+        # Sequential decode, converting (and scaling) only the wanted frames, known by their
+        # timestamps, which stay right after a seek. H.264 in MP4/MKV (avcC) marks
         # the pictures no other picture predicts from (nal_ref_idc 0: most B-frames); unwanted
         # ones never reach the decoder, which leaves the rest bit-exact; with x264's default
         # B-frames that is half the pictures, a quarter of the decoding. Other codecs decode all.
         extradata = stream.codec_context.extradata or b""
         is_avcc = stream.codec_context.name == "h264" and len(extradata) > 4 and extradata[0] == 1
         nal_length = (extradata[4] & 3) + 1 if is_avcc else 0
-        sampled = set(wanted.tolist())
+        wanted = set(targets.tolist())
         # One swscale context for all frames (its filters are built once). Planar RGB ("gbrp")
         # output keeps the colour detail that packed rgb24 loses when swscale converts and scales
         # in one pass: mean |diff| from fetch_video's pixels ~1.2 instead of 2.5-4.5.
@@ -257,19 +271,17 @@ def _decode_pyav(path: Path, wanted: np.ndarray, seek_pts: int | None, *, size, 
             # before, which this decoder has not seen: they would decode broken (and logged).
             if seek_pts is not None and packet.pts is not None and packet.pts < seek_pts:
                 continue
-            if nal_length and packet.pts is not None and packet.size:
-                index = round((float(packet.pts * stream.time_base) - t0) * video_fps)
-                if index not in sampled and not _h264_is_reference(bytes(packet), nal_length):
+            if nal_length and packet.pts is not None and packet.size and packet.pts not in wanted:
+                if not _h264_is_reference(bytes(packet), nal_length):
                     continue
             for frame in packet.decode():
-                index = round((frame.time - t0) * video_fps) if frame.time is not None else -1
-                while len(frames) < len(wanted) and wanted[len(frames)] <= index:
+                while len(frames) < len(targets) and frame.pts is not None and targets[len(frames)] <= frame.pts:
                     rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC")
                     frames.append(rgb.to_ndarray())
-            if len(frames) == len(wanted):
+            if len(frames) == len(targets):
                 break
-    if len(frames) < len(wanted):  # a truncated file, or a container that overstates its frame count
-        raise RuntimeError(f"decoded only {len(frames)} of the {len(wanted)} wanted frames (up to frame {wanted[-1]})")
+    if len(frames) < len(targets):  # pictures that did not decode (a damaged file)
+        raise RuntimeError(f"decoded only {len(frames)} of the {len(targets)} wanted frames (up to pts {targets[-1]})")
     return frames
 
 
