@@ -271,9 +271,9 @@ def _decode_pyav(path: Path, targets: np.ndarray, seek_pts: int | None, *, size,
             # before, which this decoder has not seen: they would decode broken (and logged).
             if seek_pts is not None and packet.pts is not None and packet.pts < seek_pts:
                 continue
-            if nal_length and packet.pts is not None and packet.size and packet.pts not in wanted:
-                if not _h264_is_reference(bytes(packet), nal_length):
-                    continue
+            if (nal_length and packet.pts is not None and packet.size and packet.pts not in wanted
+                    and not _h264_is_reference(bytes(packet), nal_length)):  # fmt: skip
+                continue
             for frame in packet.decode():
                 while len(frames) < len(targets) and frame.pts is not None and targets[len(frames)] <= frame.pts:
                     rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC")
