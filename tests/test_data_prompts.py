@@ -89,11 +89,18 @@ def test_missing_durations_come_from_the_file_and_bad_videos_are_skipped(process
     corrupt = {**records[2], "id": "corrupt", "video": str(tmp_path / "corrupt.mp4"), "duration": None}
     with pytest.raises(DataError, match="gone: video file not found: .*gone.mp4"):
         VideoPromptDataset([no_duration, missing], processor, video_root=synthetic_data)
-    skips = Skips(limit=2)  # training mode
-    dataset = VideoPromptDataset([no_duration, missing, corrupt], processor, video_root=synthetic_data, skips=skips)
-    assert len(dataset) == 1 and len(skips.problems) == 2
+    # Without a duration the span is checked against the file's: a little over is clamped, past the end is a problem.
+    seconds = records[0]["duration"]
+    overshoot = {**no_duration, "id": "over", "span": [1.0, seconds + 0.5]}
+    past_end = {**no_duration, "id": "past", "span": [seconds + 2, seconds + 6]}
+    skips = Skips(limit=3)  # training mode
+    dataset = VideoPromptDataset([no_duration, missing, corrupt, overshoot, past_end], processor, video_root=synthetic_data, skips=skips)
+    assert [row["id"] for row in dataset] == [records[0]["id"], "over"] and len(skips.problems) == 3
     assert "gone.mp4" in caplog.text and "corrupt.mp4: video does not decode" in caplog.text
-    assert json.loads(dataset[0]["label"])["duration"] == pytest.approx(records[0]["duration"], abs=0.05)
+    assert "past: span: " in caplog.text and "past the end of the video" in caplog.text
+    labels = [json.loads(row["label"]) for row in dataset]
+    assert labels[0]["duration"] == pytest.approx(seconds, abs=0.05)
+    assert labels[1]["span"] == [1.0, labels[1]["duration"]]
 
 
 def test_rows_cli_writes_what_openrlhf_reads(tiny_model_dir, synthetic_data, tmp_path, capsys):

@@ -108,6 +108,9 @@ datasets:
     ("datasets:\n  - path: x.jsonl\n    format: charades", "format: 'charades' is not one of"),
     ("datasets:\n  - path: x.jsonl\n    sample: 1.5", "sample: a count"),
     ("datasets:\n  - path: missing.jsonl", "missing.jsonl: annotation file not found"),
+    ("datasets:\n  - path: null", "datasets\\[0\\]: path: expected a non-empty string, got None"),
+    ("datasets:\n  - path: x.jsonl\n    video_root: 3", "video_root: expected a non-empty string, got 3"),
+    ("seed: [1]\ndatasets:\n  - path: x.jsonl", "seed: expected an integer, got \\[1\\]"),
 ])  # fmt: skip
 def test_bad_data_configs_name_the_file_and_the_entry(tmp_path, body, message):
     config = write(tmp_path / "bad.yaml", body)
@@ -158,8 +161,29 @@ def test_charades_bad_line_and_activitynet_mismatch_name_their_place(tmp_path):
     with pytest.raises(DataError, match="c.txt:2: .*expected 'VIDEO START END##sentence'"):
         read_records(write(tmp_path / "c.txt", "A 1 2##ok\nA 1 2 opens the door\n"), "charades_sta")
     src = write(tmp_path / "anet.json", json.dumps({"v1": {"duration": 9, "timestamps": [[1, 2]], "sentences": ["a", "b"]}}))
-    with pytest.raises(DataError, match="anet.json: entry 'v1': .*differ in length"):
+    with pytest.raises(DataError, match="anet.json: entry 'v1': .*1 timestamps but 2 sentences"):
         read_records(src, "activitynet")
+
+
+def test_malformed_caption_entries_are_one_problem_each_and_the_rest_load(tmp_path):
+    good = {"duration": 9, "timestamps": [[1, 2]], "sentences": ["a"]}
+    src = write(tmp_path / "anet.json", json.dumps({"v1": {**good, "timestamps": None}, "v2": [1], "v3": good}))
+    skips = Skips(limit=2)  # training mode
+    assert [r["id"] for r in read_records(src, "activitynet", skips=skips)] == ["activitynet/v3#0"]
+    assert ["entry 'v1'" in str(skips.problems[0]), "entry 'v2'" in str(skips.problems[1])] == [True, True]
+
+
+def test_a_file_in_another_layout_or_unreadable_names_the_file(tmp_path):
+    src = write(tmp_path / "r1.json", json.dumps([{"video": "a.mp4", "problem": "q"}]))  # Temporal-R1's list
+    with pytest.raises(DataError, match="r1.json: expected a JSON object at the top, got list"):
+        read_records(src, "activitynet")
+    with pytest.raises(DataError, match="anet.json: expected a JSON list at the top, got dict"):
+        read_records(write(tmp_path / "anet.json", "{}"), "mvbench")
+    (tmp_path / "latin1.jsonl").write_bytes(json.dumps(GOOD).encode() + b"\n\xe9t\xe9\n")
+    with pytest.raises(DataError, match="latin1.jsonl: cannot read the annotation file \\(UnicodeDecodeError"):
+        read_records(tmp_path / "latin1.jsonl", skips=Skips(limit=5))  # the file, not one record: no skip
+    with pytest.raises(DataError, match="cannot read the annotation file \\(IsADirectoryError"):
+        read_records(tmp_path)
 
 
 def test_validate_fills_every_key_and_clamps_small_overshoot():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from openrlhf_video.data.records import DataError, Skips, write_jsonl
+from openrlhf_video.data.records import DataError, Skips, validate_record, write_jsonl
 
 # Temporal-R1's R1 system prompt (its training scripts). Its last sentence there, "Output the
 # final answer in JSON format.", is grounding-specific, so it moved into the task templates.
@@ -80,8 +80,8 @@ class VideoPromptDataset:
             try:
                 if not path.is_file():
                     raise DataError(f"{record['id']}: video file not found: {path}")
-                if record.get("duration") is None:
-                    record = {**record, "duration": video_info(path)["duration"]}
+                if record.get("duration") is None:  # then the spans are checked against it, as `data check` does
+                    record = validate_record({**record, "duration": video_info(path)["duration"]}, record["id"])
             except DataError as e:
                 skips(e)
                 continue

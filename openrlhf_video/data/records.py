@@ -56,11 +56,14 @@ class Skips:
 # A converter yields `(where, build)` per annotation entry; `build()` returns the record. It is
 # called at once, inside `located_records`, so one malformed entry (a missing key, a wrong
 # type) becomes one counted problem at its own line instead of ending the whole file.
-def _load_json(path: Path):
+def _load_json(path: Path, top: type):
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+    if not isinstance(data, top):  # another format's file, most likely
+        raise DataError(f"{path}: expected a JSON {'list' if top is list else 'object'} at the top, got {type(data).__name__}")
+    return data
 
 
 def _records_jsonl(path: Path, **_):
@@ -72,7 +75,7 @@ def _records_jsonl(path: Path, **_):
 
 def _temporal_r1(path: Path, **_):
     # Temporal-R1 / EasyR1 JSON: `solution` is the span normalised by `video_length` (seconds).
-    for i, item in enumerate(_load_json(path)):
+    for i, item in enumerate(_load_json(path, list)):
         yield f"{path}: item {i}", lambda: {
             "id": f"temporal_r1/{Path(item['video']).stem}#{i}",
             "task": "tvg",
@@ -86,11 +89,15 @@ def _temporal_r1(path: Path, **_):
 
 def _captions_json(path: Path, *, source: str, video_ext: str):
     # Charades-STA (JSON release) and ActivityNet Captions: {vid: {duration, timestamps, sentences}}.
-    for vid, entry in _load_json(path).items():
-        if len(entry.get("timestamps", ())) != len(entry.get("sentences", ())):
-            yield f"{path}: entry {vid!r}", lambda: _raise(ValueError("timestamps and sentences differ in length"))
+    for vid, entry in _load_json(path, dict).items():
+        try:  # a malformed entry (not an object, a key missing or null) is one problem at its name
+            timestamps, sentences = entry["timestamps"], entry["sentences"]
+            if len(timestamps) != len(sentences):
+                raise ValueError(f"{len(timestamps)} timestamps but {len(sentences)} sentences")
+        except (KeyError, TypeError, ValueError) as e:
+            yield f"{path}: entry {vid!r}", lambda e=e: _raise(e)
             continue
-        for k, (span, sentence) in enumerate(zip(entry["timestamps"], entry["sentences"])):
+        for k, (span, sentence) in enumerate(zip(timestamps, sentences)):
             yield f"{path}: entry {vid!r} sentence {k}", lambda: {
                 "id": f"{source}/{vid}#{k}",
                 "task": "tvg",
@@ -140,9 +147,9 @@ def _nextgqa(path: Path, *, video_ext: str, **_):
     spans_path = path.with_name(f"gsub_{path.stem}.json")
     if not spans_path.exists():
         raise DataError(f"{path}: NExT-GQA needs its grounding file {spans_path.name} beside it")
-    spans = _load_json(spans_path)
+    spans = _load_json(spans_path, dict)
     id_map_path = path.with_name("map_vid_vidorID.json")
-    id_map = _load_json(id_map_path) if id_map_path.exists() else {}
+    id_map = _load_json(id_map_path, dict) if id_map_path.exists() else {}
     with open(path, newline="") as f:
         for lineno, row in enumerate(csv.DictReader(f), 2):
             yield f"{path}:{lineno}", lambda: _nextgqa_record(row, spans, id_map, video_ext)
@@ -168,7 +175,7 @@ def _nextgqa_record(row: dict, spans: dict, id_map: dict, video_ext: str) -> dic
 
 def _mvbench(path: Path, **_):
     # MVBench task JSON: candidates, the answer as text, optional clip bounds `start`/`end`.
-    for i, item in enumerate(_load_json(path)):
+    for i, item in enumerate(_load_json(path, list)):
         yield f"{path}: item {i}", lambda: {
             "id": f"mvbench/{path.stem}#{i}",
             "task": "mcq",
@@ -283,17 +290,20 @@ def located_records(path, format: str = "records", *, video_ext: str = "mp4", sk
         raise DataError(f"{path}: unknown format {format!r}; known: {', '.join(FORMATS)}")
     if not path.exists():
         raise DataError(f"{path}: annotation file not found")
-    for where, build in FORMATS[format](path, video_ext=video_ext):
-        try:
+    try:
+        for where, build in FORMATS[format](path, video_ext=video_ext):
             try:
-                record = build()
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON line: {e.msg}") from None
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-                raise DataError(f"{where}: not in the {format} layout ({type(e).__name__}: {e})") from None
-            yield where, validate_record(record, where)
-        except DataError as e:
-            skips(e)
+                try:
+                    record = build()
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{where}: malformed JSON line: {e.msg}") from None
+                except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+                    raise DataError(f"{where}: not in the {format} layout ({type(e).__name__}: {e})") from None
+                yield where, validate_record(record, where)
+            except DataError as e:
+                skips(e)
+    except (OSError, UnicodeDecodeError) as e:  # the file itself: a directory, not UTF-8, unreadable
+        raise DataError(f"{path}: cannot read the annotation file ({type(e).__name__}: {e})") from None
 
 
 def read_records(path, format: str = "records", *, video_ext: str = "mp4", skips: Skips | None = None) -> list[dict]:
@@ -313,6 +323,8 @@ def config_datasets(config_path) -> list[dict]:
         raise DataError(f"{config_path}: cannot read the data config: {e}") from None
     if not isinstance(config, dict) or not isinstance(config.get("datasets"), list):
         raise DataError(f"{config_path}: a data config is a mapping with a 'datasets' list")
+    if isinstance(config.get("seed", 0), bool) or not isinstance(config.get("seed", 0), int):
+        raise DataError(f"{config_path}: seed: expected an integer, got {config['seed']!r}")
     entries = []
     for n, entry in enumerate(config["datasets"]):
         where = f"{config_path}: datasets[{n}]"
@@ -321,6 +333,10 @@ def config_datasets(config_path) -> list[dict]:
         unknown = set(entry) - DATASET_KEYS
         if unknown:
             raise DataError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(DATASET_KEYS)})")
+        for key in ("path", "video_root", "video_ext"):
+            value = entry.get(key)
+            if (value is not None or key == "path") and not (isinstance(value, str) and value.strip()):
+                raise DataError(f"{where}: {key}: expected a non-empty string, got {value!r}")
         if entry.get("format", "records") not in FORMATS:
             raise DataError(f"{where}: format: {entry['format']!r} is not one of {', '.join(FORMATS)}")
         sample = entry.get("sample", 1.0)
