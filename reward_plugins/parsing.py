@@ -12,18 +12,23 @@ import string
 # Plain string searches, not regexes: a lazy `<answer>(.*?)</answer>` is quadratic on a
 # response with thousands of unclosed tags, and model output is attacker-grade input.
 _THINK_TO_ANSWER = re.compile(r"</think>\s*<answer>")
+_ANSWER_TAG = re.compile(r"</?answer>", re.I)
+# Tags are found in an ASCII-lowered copy: str.lower() changes the length of some text ("İ" -> "i̇"),
+# and the positions found in the copy must cut the response itself.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def answer_region(response: str) -> str:
     """The text a model gave as its answer: the last <answer> block, else what follows the last
-    </think>, else the whole response (DESIGN.md, Rewards). Tags match in any case."""
-    lower = response.lower()
+    </think>, else the whole response (DESIGN.md, Rewards), less a dangling answer tag, so the
+    content is scored apart from the format. Tags match in any case."""
+    lower = response.translate(_ASCII_LOWER)
     end = lower.rfind("</answer>")
     start = lower.rfind("<answer>", 0, end) if end != -1 else -1
     if start != -1:
         return response[start + len("<answer>") : end].strip()
     think_end = lower.rfind("</think>")
-    return response[think_end + len("</think>") if think_end != -1 else 0 :].strip()
+    return _ANSWER_TAG.sub(" ", response[think_end + len("</think>") if think_end != -1 else 0 :]).strip()
 
 
 def has_format(response: str, think: bool = True) -> int:

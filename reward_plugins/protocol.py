@@ -95,4 +95,6 @@ def parse_weights(text: str) -> dict:
         if name not in COMPONENTS or not math.isfinite(number):
             raise ValueError(f"reward weight {part!r}: expected NAME=NUMBER with NAME one of {list(COMPONENTS)}")
         weights[name] = number
+    if not math.isfinite(sum(map(abs, weights.values()))):  # the sum bounds the reward
+        raise ValueError(f"reward weights {text!r}: their sum is not a finite number")
     return weights

@@ -38,7 +38,7 @@ def parse_label(label) -> dict:
     if isinstance(label, str):
         try:
             label = json.loads(label)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: "[[[[…" nested too deep
             raise ValueError(f"label is not JSON: {error}: {label[:200]!r}") from None
     if not isinstance(label, dict):
         raise ValueError(f"label must be a JSON object, got {type(label).__name__}")
@@ -74,7 +74,10 @@ def parse_label(label) -> dict:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # a JSON integer too large for a float
+        return False
 
 
 def score(response: str, label: dict | str, *, think: bool = True, **weights) -> dict:
@@ -86,7 +89,8 @@ def score(response: str, label: dict | str, *, think: bool = True, **weights) ->
     overrides of PRESETS[task] (`iou=0.7, format=0.3`); components a task lacks are ignored.
     """
     unknown = set(weights) - set(COMPONENTS)
-    if unknown or not all(map(_is_number, weights.values())):
+    # The sum bounds the reward (every component is in [0, 1]): finite weights can still overflow it.
+    if unknown or not all(map(_is_number, weights.values())) or not math.isfinite(sum(map(abs, weights.values()))):
         raise TypeError(f"reward weights must be finite numbers named {list(COMPONENTS)}, got {weights}")
     if not isinstance(response, str):
         response = "" if response is None else str(response)

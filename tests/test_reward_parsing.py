@@ -143,7 +143,9 @@ def test_parse_choice_with_options_refuses_an_ambiguous_text():
         ("<think>a</think>x</think> C", "C"),  # after the last </think>
         ("just B", "just B"),  # the whole response
         ("<ANSWER>B</ANSWER>", "B"),
-        ("<think>x</think><answer>3 - 5", "<answer>3 - 5"),  # truncated: after </think>
+        ("<think>x</think><answer>3 - 5", "3 - 5"),  # truncated: after </think>, less the dangling tag
+        ("<think>x</think>B</Answer>", "B"),
+        ("<think>İzmir, İstanbul</think><answer>B</answer>", "B"),  # "İ".lower() is two characters
     ],
 )
 def test_answer_region(response, region):

@@ -76,8 +76,9 @@ def test_no_think_mode_needs_only_an_answer_block():
 def test_weights_override_the_preset():
     out = score("<answer>3 - 5</answer>", TVG, iou=1.0, format=0.0, accuracy=7.0)  # accuracy: not a tvg part
     assert out["reward"] == 1.0
-    with pytest.raises(TypeError, match="weights"):
-        score("x", TVG, precision=1.0)
+    for bad in ({"precision": 1.0}, {"iou": 1e308, "format": 1e308}):  # the second: an infinite reward
+        with pytest.raises(TypeError, match="weights"):
+            score("x", TVG, **bad)
 
 
 def test_nothing_understood_gives_parsed_none():
@@ -97,6 +98,8 @@ def test_nothing_understood_gives_parsed_none():
         ({"task": "mcq", "answer": "zebra", "options": ["a", "b"]}, "'answer'"),
         ({"task": "mcq", "answer": "A", "options": "A,B"}, "'options'"),
         ({"task": "tvg", "span": [1, 2], "duration": -3}, "'duration'"),
+        ("[" * 100_000, "not JSON"),  # json.loads raises RecursionError
+        ('{"task": "tvg", "span": [0, 1' + "0" * 400 + "]}", "'span'"),  # math.isfinite raises OverflowError
     ],
 )
 def test_bad_labels_score_zero_with_a_message_naming_the_field(label, field, caplog):
@@ -209,7 +212,7 @@ def test_score_batch_logs_every_key_for_every_task():
 def test_parse_weights():
     assert parse_weights("iou=0.7, format=0.3") == {"iou": 0.7, "format": 0.3}
     assert parse_weights("") == {}
-    for bad in ("iou", "precision=1", "iou=x", "iou=nan"):
+    for bad in ("iou", "precision=1", "iou=x", "iou=nan", "iou=1e308,format=1e308"):
         with pytest.raises(ValueError, match="reward weight"):
             parse_weights(bad)
 
