@@ -8,13 +8,13 @@
 #     launchers/train_ray_job.sh launchers/train_grounding.sh [more flags...]
 #
 # `openrlhf-video train` connects to the cluster and installs our patches in every Ray worker
-# through Ray's worker_process_setup_hook; the same hook is named here for the job as a whole.
+# through Ray's worker_process_setup_hook. A --runtime-env-json of yours merges with its own
+# (its setup hook and env vars win where both name one).
 set -euo pipefail
 
 PRESET="$(realpath "${1:?name a preset, e.g. launchers/train_grounding.sh}")"
 shift
 : "${DATA:?}" "${POLICY:?}" "${OUT:?}"
-ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" \
-  --runtime-env-json '{"worker_process_setup_hook": "openrlhf_video.patches.apply"}' -- \
+ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" -- \
   env NODES="${NODES:-1}" GPUS="${GPUS:-8}" DATA="$(realpath "$DATA")" POLICY="$(realpath "$POLICY")" \
   OUT="$(realpath -m "$OUT")" bash "$PRESET" "$@"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from openrlhf_video.data import DataError, Skips, label_json, load_config, render_prompt
+from openrlhf_video.data import DataError, Skips, label_json, load_config, render_prompt, with_duration
 
 logger = logging.getLogger(__name__)
 
@@ -234,10 +234,11 @@ def ray_rollouts(records: list[dict], args):
     from vllm import SamplingParams
 
     from openrlhf_video import patches
+    from openrlhf_video.train import init_ray
 
     os.environ.update(rollout_env(args))
     patches.apply()  # video limits for the engines; Ray pickles the patched actor class
-    ray.init(runtime_env={"worker_process_setup_hook": patches.SETUP_HOOK, "env_vars": rollout_env(args)})
+    init_ray(rollout_env(args))
     engines = create_vllm_engines(**engine_kwargs(args, ray.cluster_resources().get("GPU", 0)))
     processor = AutoProcessor.from_pretrained(args.policy)
     params = SamplingParams(temperature=args.temperature, max_tokens=args.max_new_tokens)
@@ -362,7 +363,13 @@ def select(args) -> int:
     if args.k < 2:
         raise DataError(f"--k {args.k}: selection compares rollouts, it needs at least 2")
     thresholds = parse_thresholds(args.std_threshold)
-    records = load_config(args.data, skips=Skips(args.skip_bad_records))
+    skips = Skips(args.skip_bad_records)
+    records = []
+    for record in tqdm(load_config(args.data, skips=skips), desc="records", disable=None):
+        try:  # the duration training will score with (VideoPromptDataset reads it the same way)
+            records.append(with_duration(record, record["video"]))
+        except DataError as e:
+            skips(e)
     seen = Counter(r["id"] for r in records)
     duplicates = [i for i, n in seen.items() if n > 1]
     if duplicates:

@@ -67,22 +67,31 @@ def _parser() -> argparse.ArgumentParser:
 def build(argv: list[str]) -> tuple[list[str], dict]:
     """(OpenRLHF argv, environment for every Ray worker) from our command line."""
     ours, rest = _parser().parse_known_args(argv)
-    given = {arg.split("=", 1)[0] for arg in rest if arg.startswith("--")}
+    typed = {arg.split("=", 1)[0] for arg in rest if arg.startswith("--")}
+
+    def given(flag: str) -> bool:  # OpenRLHF's parser also takes a flag's unique prefix (--ds.packing)
+        return any(flag.startswith(prefix) for prefix in typed)
+
     for flag in PACKING_FLAGS:
-        if flag in given:
+        if given(flag):
             raise SystemExit(f"openrlhf-video train: {flag} packs samples, which breaks video inputs; remove it")
-    if any(arg.startswith("--ds.ring_attn_size") for arg in rest):
+    if given("--ds.ring_attn_size"):
         raise SystemExit("openrlhf-video train: --ds.ring_attn_size turns on sample packing, which breaks video inputs")
+    if given("--reward.remote_url"):  # OpenRLHF 0.11.2 replaces it by "agent" once an executor is set
+        raise SystemExit(
+            "openrlhf-video train: --reward.remote_url would be ignored: the video executor scores each rollout "
+            "with reward_plugins itself (configure it with --video.reward_weights and --video.no_think)"
+        )
 
     try:  # the reward reads them in every rollout worker: fail here, before Ray starts
         parse_weights(getattr(ours, "video.reward_weights"))
     except ValueError as e:
         raise SystemExit(f"openrlhf-video train: --video.reward_weights: {e}") from None
 
-    filled = [item for flag, value in PLUGIN_FLAGS.items() if flag not in given for item in (flag, value)]
+    filled = [item for flag, value in PLUGIN_FLAGS.items() if not given(flag) for item in (flag, value)]
     min_std = getattr(ours, "video.min_reward_std")
     if min_std > 0:
-        if "--algo.dynamic_filtering_range" in given:
+        if given("--algo.dynamic_filtering_range"):
             raise SystemExit(
                 "openrlhf-video train: --video.min_reward_std sets --algo.dynamic_filtering_range itself "
                 "(to the group reward std); give one of the two"
@@ -90,7 +99,7 @@ def build(argv: list[str]) -> tuple[list[str], dict]:
         # Our patched rollout engine reports each group's reward std as its `scores`, so
         # OpenRLHF's filter (min < group mean of scores < max) keeps groups with std > min_std.
         filled += ["--algo.dynamic_filtering_range", str(min_std), "1e9"]
-        if "--algo.dynamic_filtering_enable" not in given:
+        if not given("--algo.dynamic_filtering_enable"):
             filled.append("--algo.dynamic_filtering_enable")
     env = {
         "OPENRLHF_VIDEO_FPS": str(getattr(ours, "video.fps")),
@@ -135,17 +144,26 @@ def openrlhf_args(argv: list[str]):
     raise RuntimeError("train_ppo_ray returned without reaching get_strategy")
 
 
-def runtime_env(env: dict) -> dict:
-    """OpenRLHF's own ray.init settings, plus our setup hook and settings for every Ray worker."""
-    return {
-        "worker_process_setup_hook": patches.SETUP_HOOK,
-        "env_vars": {
-            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
-            "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
-            "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
-            **env,
+def init_ray(env: dict, **ray_kwargs) -> None:
+    """ray.init with OpenRLHF's own settings, plus our setup hook and settings for every Ray worker."""
+    import ray
+
+    # Under `ray job submit --runtime-env-json ...`, Ray merges the job's runtime env into this
+    # one and by default refuses any key both name, even with equal values. Ours win: the env
+    # vars are read from this process's environment, which already holds the job's.
+    os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
+    ray.init(
+        runtime_env={
+            "worker_process_setup_hook": patches.SETUP_HOOK,
+            "env_vars": {
+                "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
+                "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
+                "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
+                **env,
+            },
         },
-    }
+        **ray_kwargs,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -170,6 +188,6 @@ def main(argv: list[str]) -> int:
     import ray
 
     if not ray.is_initialized():
-        ray.init(runtime_env=runtime_env(env))
+        init_ray(env)
     _run_train_ppo_ray(openrlhf_argv)
     return 0

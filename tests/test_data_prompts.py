@@ -58,6 +58,20 @@ def test_answers_in_the_asked_format_get_full_reward(records, think):
         assert result["reward"] == pytest.approx(1.0), (record["id"], result)
 
 
+def test_a_clipped_records_label_is_on_the_clips_time_axis_the_model_sees(synthetic_data):
+    from openrlhf_video.data import label_json
+    from openrlhf_video.data.frames import load_frames
+
+    record = {**next(r for r in read_records(synthetic_data / "records.jsonl") if r["task"] == "tvg"), "clip": [1.0, 5.0]}
+    record["span"] = [2.0, 3.5]
+    label = json.loads(label_json(record))
+    assert label["span"] == [1.0, 2.5] and label["duration"] == 4.0
+    assert score('<answer>{"start_time": 1.0, "end_time": 2.5}</answer>', label, think=False)["iou"] == 1.0
+    # The frames' metadata puts time 0 at the clip's start (the first sampled frame is ~1.0 s in).
+    frames = load_frames(synthetic_data / record["video"], clip=record["clip"], cache_dir=None)
+    assert frames.timestamps[0] == pytest.approx(1.0, abs=0.1) and frames.metadata()["frames_indices"][0] == 0
+
+
 def test_rows_go_through_openrlhf_prompt_dataset(processor, records, synthetic_data, tmp_path):
     from openrlhf.datasets import PromptDataset
     from openrlhf.datasets.utils import blending_datasets

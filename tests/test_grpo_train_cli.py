@@ -17,12 +17,13 @@ USER = [
 
 
 def test_plugin_flags_are_filled_after_the_users_flags_unchanged():
-    argv, env = build(["--video.fps", "1.0", *USER, "--data.label_key", "my_label"])
-    assert argv[: len(USER) + 2] == [*USER, "--data.label_key", "my_label"]  # order and values kept
-    filled = argv[len(USER) + 2 :]
-    assert "--data.label_key" not in filled  # given by the user: not filled again
+    argv, env = build(["--video.fps", "1.0", *USER, "--data.label_key", "my_label", "--data.image_k", "clip"])
+    assert argv[: len(USER) + 4] == [*USER, "--data.label_key", "my_label", "--data.image_k", "clip"]  # kept
+    filled = argv[len(USER) + 4 :]
+    # given by the user, in full or as the prefix OpenRLHF's parser also takes: not filled again
+    assert "--data.label_key" not in filled and "--data.image_key" not in filled
     assert filled[filled.index("--train.agent_func_path") + 1] == ROLLOUT_FILE
-    assert {flag for flag in filled if flag.startswith("--")} == set(PLUGIN_FLAGS) - {"--data.label_key"}
+    assert {flag for flag in filled if flag.startswith("--")} == set(PLUGIN_FLAGS) - {"--data.label_key", "--data.image_key"}
     assert env["OPENRLHF_VIDEO_FPS"] == "1.0" and env[patches.MIN_REWARD_STD_ENV] == "0.0"
     assert "--video.fps" not in argv  # our flags never reach OpenRLHF
 
@@ -40,10 +41,21 @@ def test_bad_reward_weights_fail_before_anything_starts():
         build([*USER, "--video.reward_weights", "iou=lots"])
 
 
-@pytest.mark.parametrize("flag", ["--ds.packing_samples", "--train.dynamic_batch_enable", "--ds.ring_attn_size=2"])
-def test_flags_that_pack_samples_are_refused_by_name(flag):
-    with pytest.raises(SystemExit, match=flag.split("=")[0]):
-        build([*USER, flag])
+@pytest.mark.parametrize("typed, flag", [
+    ("--ds.packing_samples", "--ds.packing_samples"),
+    ("--ds.packing", "--ds.packing_samples"),  # OpenRLHF's parser takes a unique prefix
+    ("--train.dynamic_batch_enable", "--train.dynamic_batch_enable"),
+    ("--ds.ring_attn_size=2", "--ds.ring_attn_size"),
+    ("--ds.ring_attn_s=2", "--ds.ring_attn_size"),
+])  # fmt: skip
+def test_flags_that_pack_samples_are_refused_by_name(typed, flag):
+    with pytest.raises(SystemExit, match=flag):
+        build([*USER, typed])
+
+
+def test_a_reward_url_that_openrlhf_would_ignore_is_refused():
+    with pytest.raises(SystemExit, match="--reward.remote_url would be ignored"):
+        build([*USER, "--reward.remote_url", "http://127.0.0.1:5000/get_reward"])
 
 
 def test_help_shows_our_flags_and_openrlhfs(capsys):

@@ -6,12 +6,15 @@ Slow (~100 s: vLLM's AsyncLLM always runs its engine in a separate process, ~70 
 and the only test that covers patches delivered to Ray workers, by value and by the setup hook.
 """
 
+import json
+
 import pytest
 import ray
 import torch
+from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
 
 from openrlhf_video import patches
-from openrlhf_video.train import ROLLOUT_FILE, runtime_env
+from openrlhf_video.train import ROLLOUT_FILE, init_ray
 
 MIN_STD = "0.05"
 
@@ -19,8 +22,13 @@ MIN_STD = "0.05"
 @pytest.fixture(scope="module")
 def cluster():
     patches.apply()  # in the driver, as `openrlhf-video train` does
-    ray.init(num_cpus=2, include_dashboard=False,
-             runtime_env=runtime_env({"VLLM_CPU_KVCACHE_SPACE": "1", patches.MIN_REWARD_STD_ENV: MIN_STD}))  # fmt: skip
+    # Started as a `ray job submit --runtime-env-json` job that names the setup hook and an env var
+    # we set too, which Ray refuses to merge with ray.init's runtime env unless told (init_ray).
+    job = {"runtime_env": {"worker_process_setup_hook": patches.SETUP_HOOK, "env_vars": {"NCCL_DEBUG": "INFO"}}}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(RAY_JOB_CONFIG_JSON_ENV_VAR, json.dumps(job))
+        env.delenv("RAY_OVERRIDE_JOB_RUNTIME_ENV", raising=False)  # restored on exit
+        init_ray({"VLLM_CPU_KVCACHE_SPACE": "1", patches.MIN_REWARD_STD_ENV: MIN_STD}, num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

@@ -121,6 +121,20 @@ def test_rollouts_mode_writes_every_output_and_reselects_without_rollouts(tmp_pa
     assert "kept 1 of 7" in capsys.readouterr().out
 
 
+def test_a_record_without_a_duration_is_scored_with_its_videos_as_in_training(tmp_path, synthetic_data):
+    """Charades-STA's text release has no durations: the reward clamps predicted spans to the one
+    read from the video (VideoPromptDataset), so selection must use the same."""
+    from openrlhf_video.data.frames import video_info
+
+    video = synthetic_data / "videos" / "clip_000.mp4"
+    seconds = video_info(video)["duration"]
+    record = _record("no_duration", "tvg", video=str(video), span=[1.0, 3.0], duration=None)
+    data, rollouts = _write_inputs(tmp_path, [record], {"no_duration": [_span(1.0, seconds + 30), _span(1.0, 3.0)]})
+    assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "out")]) == 0
+    stats = json.loads((tmp_path / "out" / "stats.jsonl").read_text())
+    assert stats["iou_mean"] == pytest.approx((2 / (seconds - 1) + 1) / 2)  # [1, end of video] vs [1, 3]
+
+
 def test_rollouts_file_problems_are_named(tmp_path, capsys):
     records = [c[0] for c in CASES.values()]
     data, rollouts = _write_inputs(tmp_path, records, {k: c[1] for k, c in CASES.items()})
@@ -204,5 +218,5 @@ def test_ray_engine_arguments_fit_openrlhf(tmp_path):
     actor_class = vllm_engine.RolloutRayActor.__ray_metadata__.modified_class
     inspect.signature(actor_class.generate_responses).bind(None, **request)
     assert request["num_samples"] == 6 and request["images"] == {"path": "synthetic/x#tvg.mp4", "clip": [1, 9]}
-    assert json.loads(request["label"])["span"] == [2, 6]
+    assert json.loads(request["label"])["span"] == [1, 6 - 1]  # on the clip's time axis (label_json)
     assert select.rollout_env(args)["OPENRLHF_VIDEO_FPS"] == "1.5"

@@ -56,8 +56,28 @@ def render_prompt(processor, record: dict, *, think: bool = True) -> str:
 
 
 def label_json(record: dict) -> str:
-    """The label OpenRLHF hands the reward (`--data.label_key`): DESIGN.md's label fields as JSON."""
-    return json.dumps({key: record[key] for key in ("task", "answer", "options", "span", "duration")})
+    """The label OpenRLHF hands the reward (`--data.label_key`): DESIGN.md's label fields as JSON.
+
+    A record's span is in the whole video's seconds, but the model only sees its clip, on a time
+    axis that starts at the clip's start (VideoFrames.metadata; qwen-vl-utils alike in eval), so
+    with a clip the span and duration are given on that axis: the answer the model can give.
+    """
+    label = {key: record[key] for key in ("task", "answer", "options", "span", "duration")}
+    if record.get("clip") and record["span"] is not None:
+        start, end = record["clip"]
+        label.update(span=[record["span"][0] - start, record["span"][1] - start], duration=end - start)
+    return json.dumps(label)
+
+
+def with_duration(record: dict, video_path) -> dict:
+    """The record, with the duration read from its video when the annotation has none (Charades-STA's
+    text release) and its spans checked against it, as `data check` does. The reward clamps
+    predicted spans to the duration, so training and selection must score with the same one."""
+    if record.get("duration") is not None:
+        return record
+    from openrlhf_video.data.frames import video_info  # the decoding stack, only when needed
+
+    return validate_record({**record, "duration": video_info(video_path)["duration"]}, record["id"])
 
 
 class VideoPromptDataset:
@@ -71,8 +91,6 @@ class VideoPromptDataset:
     """
 
     def __init__(self, records: list[dict], processor, *, think: bool = True, video_root=None, skips: Skips | None = None):
-        from openrlhf_video.data.frames import video_info  # decoding stack only when a duration is missing
-
         skips = skips or Skips(0)
         self.rows = []
         for record in tqdm(records, desc="prompts", disable=len(records) < 1000):
@@ -80,8 +98,7 @@ class VideoPromptDataset:
             try:
                 if not path.is_file():
                     raise DataError(f"{record['id']}: video file not found: {path}")
-                if record.get("duration") is None:  # then the spans are checked against it, as `data check` does
-                    record = validate_record({**record, "duration": video_info(path)["duration"]}, record["id"])
+                record = with_duration(record, path)
             except DataError as e:
                 skips(e)
                 continue
