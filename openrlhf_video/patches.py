@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-# Groups whose reward standard deviation is below this are dropped (0 = filter off). An env var
+# Groups whose reward standard deviation is not above this are dropped (0 = filter off). An env var
 # so that it reaches the rollout workers through Ray's runtime_env like the setup hook itself.
 MIN_REWARD_STD_ENV = "OPENRLHF_VIDEO_MIN_REWARD_STD"
 SETUP_HOOK = "openrlhf_video.patches.apply"

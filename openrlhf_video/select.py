@@ -29,6 +29,7 @@ import argparse
 import fcntl
 import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 RULE = {"mcq": "discrete", "oeqa": "discrete", "tvg": "continuous", "gqa": "both"}
 SIGNALS = {"discrete": ("accuracy",), "continuous": ("iou",), "both": ("accuracy", "iou")}
 DEFAULT_STD_THRESHOLD = 0.1  # IoU std; the paper gives no number, this keeps visibly spread groups
+MAX_SPREAD = 0.75  # the largest sample std of values in [0, 1] is 0.707 (K = 2, one 0 and one 1)
 
 
 def record_stats(record: dict, responses: list[str], *, think: bool = True) -> dict:
@@ -74,9 +76,12 @@ def parse_thresholds(values: list[str]) -> dict:
         if task and RULE.get(task) not in ("continuous", "both"):
             raise DataError(f"--std-threshold {value}: {task!r} is not a task with a continuous reward (tvg, gqa)")
         try:
-            thresholds[task or None] = float(number)
+            threshold = float(number)
         except ValueError:
-            raise DataError(f"--std-threshold {value}: expected a number or TASK=NUMBER") from None
+            threshold = math.nan
+        if not threshold >= 0:  # also NaN, which no std would pass
+            raise DataError(f"--std-threshold {value}: expected a number >= 0 or TASK=NUMBER")
+        thresholds[task or None] = threshold
     return thresholds
 
 
@@ -287,7 +292,7 @@ def write_report(out_dir: Path, records: list[dict], all_stats: list[dict], kept
         "kept_per_group": {key: f"{kept_by[key]}/{n}" for key, n in sorted(total.items())},
         "reward_mean_histogram": _histogram([s["reward_mean"] for s in scored], 0.0, 1.0),
         "reward_std_histogram": _histogram([s["reward_std"] for s in scored], 0.0, 0.5),
-        "spread_histogram": _histogram([spread(s) for s in scored], 0.0, 0.6),
+        "spread_histogram": _histogram([spread(s) for s in scored], 0.0, MAX_SPREAD),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
@@ -306,7 +311,7 @@ def plot_spread(ax, all_stats: list[dict], thresholds: dict, bins: int = 24) -> 
     scored = [s for s in all_stats if not s.get("error")]
     tasks = sorted({s["task"] for s in scored})
     if tasks:
-        ax.hist([[spread(s) for s in scored if s["task"] == t] for t in tasks], bins=bins, range=(0, 0.6), stacked=True, label=tasks)
+        ax.hist([[spread(s) for s in scored if s["task"] == t] for t in tasks], bins=bins, range=(0, MAX_SPREAD), stacked=True, label=tasks)
     for task, value in thresholds.items():
         ax.axvline(value, color="black", linestyle="--", label=f"IoU std threshold{'' if task == 'default' else f' ({task})'} {value}")
     ax.set_xlabel("reward spread over K rollouts (std of accuracy or IoU)")
@@ -362,6 +367,8 @@ def main(argv: list[str]) -> int:
 def select(args) -> int:
     if args.k < 2:
         raise DataError(f"--k {args.k}: selection compares rollouts, it needs at least 2")
+    if args.budget is not None and args.budget < 0:
+        raise DataError(f"--budget {args.budget}: a number of records, at least 0")
     thresholds = parse_thresholds(args.std_threshold)
     skips = Skips(args.skip_bad_records)
     records = []

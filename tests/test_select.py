@@ -78,7 +78,7 @@ def test_keep_rules_per_task_thresholds_and_budget():
     assert select.choose(stats, select.parse_thresholds([]), budget=1) == {"gqa_iou"}
 
 
-@pytest.mark.parametrize("bad", ["mcq=0.1", "nope=0.1", "tvg=x", "abc"])
+@pytest.mark.parametrize("bad", ["mcq=0.1", "nope=0.1", "tvg=x", "abc", "nan", "tvg=-0.1"])
 def test_bad_threshold_is_named(bad):
     with pytest.raises(DataError, match="--std-threshold"):
         select.parse_thresholds([bad])
@@ -133,6 +133,12 @@ def test_a_record_without_a_duration_is_scored_with_its_videos_as_in_training(tm
     assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "out")]) == 0
     stats = json.loads((tmp_path / "out" / "stats.jsonl").read_text())
     assert stats["iou_mean"] == pytest.approx((2 / (seconds - 1) + 1) / 2)  # [1, end of video] vs [1, 3]
+
+
+def test_a_negative_budget_is_refused(tmp_path, capsys):  # a slice [:-1] would keep all records but one
+    data, rollouts = _write_inputs(tmp_path, [c[0] for c in CASES.values()], {k: c[1] for k, c in CASES.items()})
+    assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "o"), "--budget", "-1"]) == 2
+    assert "--budget -1: a number of records" in capsys.readouterr().err
 
 
 def test_rollouts_file_problems_are_named(tmp_path, capsys):
