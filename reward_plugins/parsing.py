@@ -63,9 +63,9 @@ def parse_span(text: str, duration: float | None = None) -> tuple[float, float] 
     """The (start, end) span in seconds that `text` states, or None.
 
     Reads JSON keys (start_time/end_time), pairs like `[3.2, 5.1]`, `3.2 - 5.1`, `3.2s to 5.1s`,
-    `from 3.2 to 5.1 seconds`, `between 3.2 and 5.1`, and mm:ss / hh:mm:ss times; the first
-    statement wins. Reversed spans are swapped; with a positive duration the span is clamped
-    to [0, duration].
+    `from 3.2 to 5.1 seconds`, `between 3.2 and 5.1`, and mm:ss / hh:mm:ss times. A start and an
+    end named as such win (the first of each), else the first pair. Reversed spans are swapped;
+    with a positive duration the span is clamped to [0, duration].
     """
     keyed = {}
     for key, token in _SPAN_KEY.findall(text):
