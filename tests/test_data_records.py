@@ -62,6 +62,12 @@ def test_nextgqa_options_answer_and_grounding(tmp_path):
     with pytest.raises(DataError, match="segments"):
         validate_record(dict(rec, segments=[[0.5, 5.8]]), "x.jsonl:3")  # outside the span
     assert rec["video"] == "1106/4010069381.mp4" and rec["question"] == "why did the boy pick up the ball?"
+    assert read_records(src, "nextgqa", video_ext=".mp4")[0]["video"] == "1106/4010069381.mp4"  # not "..mp4"
+    # A quoted field may hold a line break: a problem below it still names its own line.
+    with open(src, "a") as f:
+        f.write('4010069381,1500,640,480,"why did the boy\nrun",to hide,7,CW,to eat it,to throw it,to hide,to clean it,to sit\n')
+    with pytest.raises(DataError, match="val.csv:4: .*KeyError: '7'"):
+        read_records(src, "nextgqa")
 
 
 def test_mvbench_candidates_answer_text_and_clip(tmp_path):

@@ -151,8 +151,9 @@ def _nextgqa(path: Path, *, video_ext: str, **_):
     id_map_path = path.with_name("map_vid_vidorID.json")
     id_map = _load_json(id_map_path, dict) if id_map_path.exists() else {}
     with open(path, newline="") as f:
-        for lineno, row in enumerate(csv.DictReader(f), 2):
-            yield f"{path}:{lineno}", lambda: _nextgqa_record(row, spans, id_map, video_ext)
+        rows = csv.DictReader(f)
+        for row in rows:  # line_num: a quoted field may span lines
+            yield f"{path}:{rows.line_num}", lambda: _nextgqa_record(row, spans, id_map, video_ext)
 
 
 def _nextgqa_record(row: dict, spans: dict, id_map: dict, video_ext: str) -> dict:
@@ -291,7 +292,7 @@ def located_records(path, format: str = "records", *, video_ext: str = "mp4", sk
     if not path.exists():
         raise DataError(f"{path}: annotation file not found")
     try:
-        for where, build in FORMATS[format](path, video_ext=video_ext):
+        for where, build in FORMATS[format](path, video_ext=video_ext.lstrip(".")):  # ".mp4" as "mp4"
             try:
                 try:
                     record = build()
