@@ -8,8 +8,9 @@
 #     launchers/train_ray_job.sh launchers/train_grounding.sh [more flags...]
 #
 # `openrlhf-video train` connects to the cluster and installs our patches in every Ray worker
-# through Ray's worker_process_setup_hook. A --runtime-env-json of yours merges with its own
-# (its setup hook and env vars win where both name one).
+# through Ray's worker_process_setup_hook. Submitting a preset yourself with `ray job submit
+# --runtime-env-json ...` works too: that runtime env merges with train's (whose setup hook and
+# env vars win where both name one).
 set -euo pipefail
 
 PRESET="$(realpath "${1:?name a preset, e.g. launchers/train_grounding.sh}")"

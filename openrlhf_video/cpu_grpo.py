@@ -185,6 +185,8 @@ def train(model_dir, rows: list[dict], out_dir, *, steps: int, prompts_per_step:
     from openrlhf.utils import get_tokenizer
     from tqdm import tqdm
 
+    if n_samples < 2:  # group_norm divides by the std of a one-sample group: NaN weights (OpenRLHF refuses it too)
+        raise ValueError(f"n_samples {n_samples}: GRPO compares the samples of a prompt, it needs at least 2")
     torch.manual_seed(seed)
     processor = get_tokenizer(str(model_dir), None)  # what OpenRLHF hands executors: the processor
     engine = InProcessEngine(model_dir, seed=seed)  # first: it applies our patches (Actor forward, M-RoPE)

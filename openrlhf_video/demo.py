@@ -25,6 +25,7 @@ HONEST_NOTE = (
 )
 # Eval metrics worth a line in the table and a bar in the plot (lmms-eval keys "<metric>,none").
 EVAL_METRICS = {"rlt_charades_sta": ("mIoU", "R@0.5", "format"), "rlt_nextgqa": ("Acc@QA", "mIoU", "format")}
+EVAL_MIN_PIXELS = 4 * 28 * 28  # per frame, as training's min_pixels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, value, least in (("--samples", args.samples, 2), ("--k", args.k, 2), ("--steps", args.steps, 1),
+                               ("--prompts-per-step", args.prompts_per_step, 1), ("--videos", args.videos, 1),
+                               ("--eval-videos", args.eval_videos, 1)):  # fmt: skip
+        if value < least:
+            parser.error(f"{flag} {value}: at least {least}")
+    if args.total_pixels // 12 < EVAL_MIN_PIXELS:  # checked now, not after the warm start and selection
+        parser.error(f"--total-pixels {args.total_pixels}: at least {12 * EVAL_MIN_PIXELS} (eval gives each of ~12 frames 1/12)")
     # vLLM's CPU worker logs a warning for every torch.set_num_threads call (hundreds per run) and
     # for each weight-less layer at every weight sync; errors still show. Override to see all.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -65,7 +74,10 @@ def main(argv: list[str]) -> int:
         os.environ[var] = "1"  # nothing here may reach a model hub
 
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        parser.error(f"--out {out}: {e.strerror}")
     seconds, commands = {}, []
     stage_names = ["data", "data check", "warm start", "selection", "eval before", "GRPO", "eval after", "report"]
     started = time.time()
@@ -131,9 +143,7 @@ def main(argv: list[str]) -> int:
     done("selection")
 
     stage("eval before", f"lmms-eval with {' and '.join(EVAL_METRICS)} on the held-out clips")
-    for env in ("RLT_CHARADES_STA", "RLT_NEXTGQA"):  # our tasks read local records from here
-        os.environ[f"{env}_ANNOTATIONS"] = str(configs["eval"].parent / "records.jsonl")
-    before = evaluate(commands, policy, out / "eval" / "before", args)
+    before = evaluate(commands, policy, out / "eval" / "before", configs["eval"].parent / "records.jsonl", args)
     if before is None:
         return 1
     done("eval before")
@@ -158,7 +168,7 @@ def main(argv: list[str]) -> int:
     done("GRPO")
 
     stage("eval after", "the same evaluation of the GRPO policy")
-    after = evaluate(commands, trained, out / "eval" / "after", args)
+    after = evaluate(commands, trained, out / "eval" / "after", configs["eval"].parent / "records.jsonl", args)
     if after is None:
         return 1
     done("eval after")
@@ -184,25 +194,28 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def run_command(commands: list, *argv) -> int:
-    """Run an `openrlhf-video` subcommand in this process exactly as typed in a terminal, print
-    it (so the user can rerun any stage alone) and keep it for summary.json."""
+def run_command(commands: list, *argv, env: dict | None = None) -> int:
+    """Run an `openrlhf-video` subcommand in this process exactly as typed in a terminal (with
+    `env` set), print it (so the user can rerun any stage alone) and keep it for summary.json."""
     from openrlhf_video import cli
 
     argv = [str(arg) for arg in argv]
-    commands.append(f"openrlhf-video {shlex.join(argv)}")
+    os.environ.update(env or {})
+    commands.append(" ".join([*(f"{name}={shlex.quote(value)}" for name, value in (env or {}).items()),
+                              f"openrlhf-video {shlex.join(argv)}"]))  # fmt: skip
     print(f"    $ {commands[-1]}", flush=True)
     return cli.main(argv)
 
 
-def evaluate(commands: list, model_dir, output: Path, args) -> dict | None:
-    """`openrlhf-video eval` (lmms-eval) of `model_dir` on the held-out records; {task: {metric: value}}."""
+def evaluate(commands: list, model_dir, output: Path, records: Path, args) -> dict | None:
+    """`openrlhf-video eval` (lmms-eval) of `model_dir` on the held-out `records`; {task: {metric: value}}."""
     # lmms-eval's model caps pixels per frame, training caps them per video (~12 frames per clip).
     model_args = (f"pretrained={model_dir},device=cpu,device_map=cpu,fps={args.fps},max_num_frames=32,"
-                  f"min_pixels={4 * 28 * 28},max_pixels={args.total_pixels // 12}")  # fmt: skip
+                  f"min_pixels={EVAL_MIN_PIXELS},max_pixels={args.total_pixels // 12}")  # fmt: skip
     code = run_command(commands, "eval", "--model", "qwen2_5_vl", "--model_args", model_args, "--tasks", ",".join(EVAL_METRICS),
                        "--gen_kwargs", f"max_new_tokens={args.max_new_tokens}", "--output_path", output, "--log_samples",
-                       "--seed", args.seed)  # fmt: skip
+                       "--seed", args.seed,
+                       env={"RLT_CHARADES_STA_ANNOTATIONS": str(records), "RLT_NEXTGQA_ANNOTATIONS": str(records)})  # fmt: skip
     if code != 0:
         print(f"openrlhf-video demo: evaluation of {model_dir} failed (see above)", file=sys.stderr)
         return None

@@ -9,6 +9,8 @@ asked for, each with at least one scored sample.
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,21 @@ def main(argv: list[str]) -> int:
     known.add_argument("--tasks")
     known.add_argument("--output_path")
     args, _ = known.parse_known_args(argv)
+    # Mistakes found before lmms-eval starts (~15 s): it would log them and still finish.
+    ours = our_task_names()
+    unknown = [name for name in (args.tasks or "").split(",") if name.startswith("rlt_") and "*" not in name and name not in ours]
+    if unknown:
+        print(f"openrlhf-video eval: unknown task {', '.join(unknown)}; ours: {', '.join(sorted(ours))}", file=sys.stderr)
+        return 2
+    if args.output_path:
+        try:
+            Path(args.output_path).mkdir(parents=True, exist_ok=True)
+            writable = os.access(args.output_path, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:  # lmms-eval would evaluate, then only warn that it could not save
+            print(f"openrlhf-video eval: --output_path {args.output_path} is not a writable directory", file=sys.stderr)
+            return 2
     ours_only = args.tasks is not None and all(name.startswith("rlt_") for name in args.tasks.split(","))
     entry = ["-c", OUR_TASKS_ONLY] if ours_only else ["-m", "lmms_eval"]
     command = [sys.executable, *entry, *argv, "--include_path", str(lmms_tasks.TASKS_DIR)]
@@ -53,6 +70,12 @@ def main(argv: list[str]) -> int:
     for problem in problems:
         print(f"openrlhf-video eval: FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def our_task_names() -> set[str]:
+    """The tasks and groups of lmms_tasks, read from their YAML files (lmms-eval's import is slow)."""
+    yamls = "\n".join(path.read_text() for path in lmms_tasks.TASKS_DIR.rglob("*.yaml"))
+    return set(re.findall(r"^(?:task|group):\s*(rlt_\w+)", yamls, re.M))
 
 
 def check_results(output_path: Path, tasks: list[str], since: float) -> list[str]:

@@ -109,7 +109,8 @@ datasets:
 
 
 @pytest.mark.parametrize("body, message", [
-    ("datasets: {}", "a 'datasets' list"),
+    ("datasets: {}", "a non-empty 'datasets' list"),
+    ("datasets: []", "a non-empty 'datasets' list"),  # `data check` would report "all records OK"
     ("datasets:\n  - path: x.jsonl\n    fromat: records", "unknown keys \\['fromat'\\]"),
     ("datasets:\n  - path: x.jsonl\n    format: charades", "format: 'charades' is not one of"),
     ("datasets:\n  - path: x.jsonl\n    sample: 1.5", "sample: a count"),
@@ -207,6 +208,11 @@ def test_convert_writes_records_that_read_back(tmp_path, capsys):
     assert read_records(out) == read_records(src, "charades_sta")
     assert data_main(["convert", str(src), "-o", str(out)]) == 2
     assert "give --format" in capsys.readouterr().err
+    # an output that is a directory: a message, not a traceback, and no temporary file left behind
+    assert data_main(["convert", str(src), "--format", "charades_sta", "-o", str(tmp_path / "out")]) == 2
+    assert "Is a directory" in capsys.readouterr().err and not list(tmp_path.glob(".*.tmp"))
+    assert data_main(["rows", str(out), "--processor", str(tmp_path / "no_model"), "-o", str(tmp_path / "rows.jsonl")]) == 2
+    assert "no_model: cannot load a processor" in capsys.readouterr().err
 
 
 def test_check_reports_a_table_and_the_problems_with_file_and_line(tmp_path, synthetic_data, capsys):

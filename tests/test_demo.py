@@ -29,6 +29,17 @@ def demo(tmp_path_factory):
     return out, run.stdout, json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.parametrize("flag, value", [("--samples", 1), ("--steps", 0), ("--total-pixels", 1000)])
+def test_settings_that_would_fail_late_are_refused_at_once(flag, value, tmp_path, capsys):
+    """--samples 1 gave NaN weights (group_norm of one sample), --steps 0 a crash in the final
+    table, a small --total-pixels an eval error: after minutes of warm start and selection."""
+    from openrlhf_video import demo
+
+    with pytest.raises(SystemExit):
+        demo.main(["--out", str(tmp_path), flag, str(value)])
+    assert f"{flag} {value}: at least" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
 def test_terminal_shows_every_stage_its_time_and_the_final_table(demo):
     _, stdout, _ = demo
     for i, name in enumerate(STAGES, 1):
@@ -47,9 +58,10 @@ def test_summary_is_honest_and_times_every_stage(demo):
     assert summary["total_seconds"] >= sum(summary["stage_seconds"].values()) - 1
     assert summary["warm_start"]["steps"] == SMALL["--warm-start-steps"]
     # every stage that has a subcommand ran it, printed so that it can be rerun alone
-    ran = [line.split()[1] for line in summary["commands"]]
-    assert ran == ["data", "data", "select", "eval", "eval"]
-    assert all(line.startswith("openrlhf-video ") for line in summary["commands"])
+    # ... with the environment it needs (the held-out records for the eval tasks), rerunnable as is
+    commands = [line[line.index("openrlhf-video ") :] for line in summary["commands"]]
+    assert [line.split()[1] for line in commands] == ["data", "data", "select", "eval", "eval"]
+    assert all(line.startswith("RLT_CHARADES_STA_ANNOTATIONS=") for line in summary["commands"] if " eval " in line)
 
 
 def test_selection_in_the_summary_is_what_select_wrote(demo):

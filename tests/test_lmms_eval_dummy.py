@@ -164,12 +164,21 @@ def test_runs_of_our_tasks_skip_indexing_lmms_evals_own(monkeypatch, tmp_path):
     patches.lmms_eval_index_included_tasks_only()
     tasks = TaskManager(include_path=str(evaluate.lmms_tasks.TASKS_DIR)).all_tasks
     assert "rlt_video" in tasks and all(name.startswith("rlt_") for name in tasks)  # no "mme" and the like
+    assert set(tasks) == evaluate.our_task_names()  # what `eval` checks task names against
 
     commands = []
     monkeypatch.setattr(evaluate.subprocess, "call", lambda command: commands.append(command) or 1)
     for names in ("rlt_charades_sta,rlt_mvbench", "rlt_charades_sta,mme"):
         evaluate.main(["--model", "dummy", "--tasks", names, "--output_path", str(tmp_path)])
     assert commands[0][1:3] == ["-c", evaluate.OUR_TASKS_ONLY] and commands[1][1:3] == ["-m", "lmms_eval"]
+
+
+def test_a_task_name_typo_or_an_unwritable_output_fails_before_lmms_eval_starts(monkeypatch, capsys):
+    monkeypatch.setattr(evaluate.subprocess, "call", lambda command: pytest.fail(f"lmms-eval started: {command}"))
+    assert evaluate.main(["--model", "dummy", "--tasks", "rlt_charades,mme", "--output_path", "/tmp"]) == 2
+    assert "unknown task rlt_charades; ours: rlt_activitynet_tvg, rlt_charades_sta," in capsys.readouterr().err
+    assert evaluate.main(["--model", "dummy", "--tasks", "rlt_charades_sta", "--output_path", "/proc/no/such"]) == 2
+    assert "--output_path /proc/no/such is not a writable directory" in capsys.readouterr().err
 
 
 def test_a_hub_dataset_that_cannot_load_says_how_to_use_local_files(monkeypatch):

@@ -101,7 +101,10 @@ def rows(args) -> int:
 
     skips = Skips(args.skip_bad)
     records = load_config(args.input, skips=skips) if _is_config(args.input) else read_records(args.input, skips=skips)
-    processor = AutoProcessor.from_pretrained(args.processor)
+    try:
+        processor = AutoProcessor.from_pretrained(args.processor)
+    except (OSError, ValueError) as e:  # not a model directory, or one without a processor
+        raise DataError(f"--processor {args.processor}: cannot load a processor ({type(e).__name__}: {e})") from None
     dataset = VideoPromptDataset(records, processor, think=not args.no_think, skips=skips)
     dataset.to_jsonl(args.output)
     print(f"wrote {len(dataset)} rows to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else ""))
@@ -139,5 +142,8 @@ def main(argv: list[str]) -> int:
     try:
         return args.run(args)
     except DataError as e:
+        print(f"openrlhf-video data {args.command}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an output path that is a directory or cannot be written
         print(f"openrlhf-video data {args.command}: {e}", file=sys.stderr)
         return 2

@@ -322,8 +322,8 @@ def config_datasets(config_path) -> list[dict]:
         config = yaml.safe_load(config_path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise DataError(f"{config_path}: cannot read the data config: {e}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("datasets"), list):
-        raise DataError(f"{config_path}: a data config is a mapping with a 'datasets' list")
+    if not isinstance(config, dict) or not isinstance(config.get("datasets"), list) or not config["datasets"]:
+        raise DataError(f"{config_path}: a data config is a mapping with a non-empty 'datasets' list")
     if isinstance(config.get("seed", 0), bool) or not isinstance(config.get("seed", 0), int):
         raise DataError(f"{config_path}: seed: expected an integer, got {config['seed']!r}")
     entries = []
@@ -374,8 +374,11 @@ def write_jsonl(rows: list[dict], path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only if the write or the rename failed
     return path
 
 
