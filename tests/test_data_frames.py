@@ -176,7 +176,7 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     assert keyframes >= 3
     shares = []
     decode = frames._decode_pyav
-    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, seek, **kw: shares.append((targets, seek)) or decode(path, targets, seek, **kw))
+    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, keyframe, **kw: shares.append((targets, keyframe)) or decode(path, targets, keyframe, **kw))
     for threads, clip in ((1, None), (3, None), (3, (1.3, 4.9)), (2, (7.0, 21.0))):
         monkeypatch.setattr(frames, "DECODE_THREADS", threads)
         shares.clear()
@@ -187,24 +187,27 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
         sampled_pts = np.concatenate(sorted((targets for targets, _ in shares), key=min))
         np.testing.assert_array_equal(sampled_pts, np.array(frame_pts)[vf.frames_indices])
         # Each decoder seeks to the exact timestamp of the keyframe its first frame follows.
-        for targets, seek in shares:
-            assert seek == max(pts for pts in keyframe_pts if pts <= targets[0])
+        for targets, keyframe in shares:
+            assert keyframe[0] == max(pts for pts in keyframe_pts if pts <= targets[0])
         assert_equals_a_plain_decode(vf, path)
     assert len(shares) == 2  # the clip (7, 21) spans a keyframe
 
 
-@pytest.mark.parametrize("kind", ["h264 in mkv", "h264 open gop", "vp9 in webm"])
+@pytest.mark.parametrize("kind", ["h264 in mkv", "h264 in mpeg-ts", "h264 open gop", "vp9 in webm"])
 def test_other_containers_and_codecs_split_at_keyframes_bit_exact(tmp_path, monkeypatch, kind):
-    """MKV and WebM store no frame count; open-GOP H.264 has keyframes that are not IDR (pictures
-    after them in decoding order may refer back across them); VP9 has no H.264 NAL units. The
-    frames must still equal a plain decode of every frame, with three decoders sharing the runs."""
+    """MKV, WebM and MPEG-TS store no frame count, and MKV and WebM only millisecond timestamps
+    (a rate estimated from them, 24.0008, would lose two of the 20 frames); a seek to a keyframe's
+    pts lands past it in MPEG-TS; open-GOP H.264 has keyframes that are not IDR (pictures after
+    them in decoding order may refer back across them); VP9 has no H.264 NAL units. The frames
+    must still be qwen-vl-utils' and equal a plain decode of every frame, with three decoders."""
     import av
 
     from openrlhf_video.data import frames
 
-    source = make_video(tmp_path / "src.mp4", duration=10.0, fps=30, size=(160, 96), event=EVENT, background="panning")
+    source = make_video(tmp_path / "src.mp4", duration=10.0, fps=24, size=(160, 96), event=EVENT, background="panning")
     codec, options, path = {
         "h264 in mkv": (None, None, tmp_path / "v.mkv"),  # the same packets, remuxed
+        "h264 in mpeg-ts": (None, None, tmp_path / "v.ts"),
         "h264 open gop": ("libx264", {"x264-params": "open-gop=1:keyint=60:min-keyint=60:scenecut=0"}, tmp_path / "v.mp4"),
         "vp9 in webm": ("libvpx-vp9", {"g": "60", "deadline": "realtime", "cpu-used": "8"}, tmp_path / "v.webm"),
     }[kind]
@@ -217,18 +220,18 @@ def test_other_containers_and_codecs_split_at_keyframes_bit_exact(tmp_path, monk
                     packet.stream = out
                     dst.mux(packet)
         else:
-            out = dst.add_stream(codec, rate=30, width=160, height=96, pix_fmt="yuv420p", options=options)
+            out = dst.add_stream(codec, rate=24, width=160, height=96, pix_fmt="yuv420p", options=options)
             for frame in src.decode(stream):
                 dst.mux(out.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
             dst.mux(out.encode())
     monkeypatch.setattr(frames, "DECODE_THREADS", 3)
-    for clip in (None, (2.1, 9.0)):
+    for clip, count in ((None, 20), ((2.1, 9.0), 12)):
         vf = load_frames(path, clip=clip, cache_dir=None, backend="pyav")
-        assert vf.total_num_frames == 300 and vf.video_fps == pytest.approx(30, rel=1e-3)
+        assert vf.total_num_frames == 240 and vf.video_fps == 24 and len(vf.frames) == count
         assert_equals_a_plain_decode(vf, path)
 
 
-def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path):
+def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path, videos):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
     for path in (corrupt, tmp_path / "missing.mp4"):
@@ -239,6 +242,8 @@ def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path):
     one_frame = make_video(tmp_path / "one.mp4", duration=0.1, fps=10, event=(0.0, 0.1))
     with pytest.raises(DataError, match="one.mp4.*cannot sample"):
         load_frames(one_frame, cache_dir=None)
+    with pytest.raises(DataError, match="cannot sample frames \\(clip \\[1.0, None\\]"):  # a rollout catches DataError only
+        load_frames(videos["10fps"], clip=[1.0, None], cache_dir=None)
 
 
 def test_video_info_reads_duration_from_the_file(videos):

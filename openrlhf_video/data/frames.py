@@ -11,6 +11,7 @@ once, and never decodes the H.264 pictures that no other picture refers to unles
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -27,7 +28,9 @@ from openrlhf_video.data.records import DataError
 logger = logging.getLogger(__name__)
 
 PATCH_FACTOR = 28  # Qwen2.5-VL: patch 14 x spatial merge 2
-CACHE_VERSION = 3  # bump when the sampling, the pixels or the stored layout change
+# Frame rates that the millisecond timestamps of MKV, WebM and FLV only approximate.
+STANDARD_RATES = (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0, 120.0)
+CACHE_VERSION = 4  # bump when the sampling, the pixels or the stored layout change
 DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "frames"
 )
@@ -116,12 +119,12 @@ def load_frames(
         if total_num_frames < 1 or not video_fps > 0:
             raise DataError(f"{path}: no frames or no frame rate in the video stream")
         ele = {"fps": fps, "min_frames": min_frames, "max_frames": max_frames}
-        if clip:
-            ele.update(video_start=float(clip[0]), video_end=float(clip[1]))
         try:
+            if clip:
+                ele.update(video_start=float(clip[0]), video_end=float(clip[1]))
             start, end, count = calculate_video_frame_range(ele, total_num_frames, video_fps)
             nframes = smart_nframes(ele, total_frames=count, video_fps=video_fps)
-        except ValueError as e:
+        except (TypeError, ValueError) as e:
             raise DataError(f"{path}: cannot sample frames (clip {clip}): {e}") from None
         indices = np.linspace(start, end, nframes).round().astype(np.int64)
         frame_pixels = max(min(max_pixels, total_pixels / nframes * 2), int(min_pixels * 1.05))
@@ -184,50 +187,61 @@ def _read_pyav(path: Path, plan):
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        time_base = float(stream.time_base)
+
+        def packets():  # (pts, dts, is keyframe, is shown) of each picture in decoding order, without decoding
+            # Not shown: the pictures an MP4 edit list cuts off (`ffmpeg -ss ... -c copy`), decoded only as references.
+            return ((p.pts, p.dts, p.is_keyframe, not p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size)
+
         video_fps = float(stream.average_rate or stream.guessed_rate or 0)
-        total = stream.frames
+        total, read = stream.frames, packets()
         if not total:
-            # MKV and WebM store no frame count, and their millisecond timestamps can skew FFmpeg's
-            # average rate (1000/33 for 30 fps): count the packets (no decoding) and take the rate
-            # from their timestamps, the ones frames are matched to indices by.
-            pts = [packet.pts for packet in container.demux(stream) if packet.size and packet.pts is not None]
-            total = len(pts)
-            if total > 1 and max(pts) > min(pts):
-                video_fps = (total - 1) / float((max(pts) - min(pts)) * stream.time_base)
-            container.seek(0)
+            # MKV, WebM and MPEG-TS store no frame count: read every packet and take the rate from
+            # their timestamps, the ones frames are matched to indices by. Millisecond timestamps
+            # skew FFmpeg's average rate (1000/33 for 30 fps) and this estimate a little (24.0008
+            # for 24, which smart_nframes floors two frames short of 24's): a standard rate within
+            # 0.1 % of the estimate is taken instead.
+            read = list(read)
+            times = [pts for pts, _, _, shown in read if shown]
+            total = len(times)
+            if total > 1 and max(times) > min(times):
+                estimate = (total - 1) / ((max(times) - min(times)) * time_base)
+                nearest = min(STANDARD_RATES, key=lambda rate: abs(rate - estimate))
+                video_fps = nearest if abs(nearest - estimate) < 1e-3 * estimate else estimate
+            read = iter(read)
         indices, size, start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
-        t0 = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        if start > 0:  # jump to the keyframe before the clip instead of reading up to it
-            container.seek(int((t0 + start / video_fps) / stream.time_base), stream=stream, backward=True)
+        t0 = (stream.start_time or 0) * time_base
+        if start > 0 and stream.frames:  # an indexed file: jump to the keyframe before the clip
+            container.seek(int((t0 + start / video_fps) / time_base), stream=stream, backward=True)
+            read = packets()
         # One pass over the packets, no decoding (~15 ms for 2 min of 640x360 H.264), up to the
         # first keyframe shown after the last sampled time and the pictures shown before it:
         # every picture's timestamp, and the keyframes, where decoding can start.
-        pts, keyframe_pts, last_keyframe = [], [], -1
-        for packet in container.demux(stream):
-            if packet.pts is None:
-                continue
-            if last_keyframe > indices[-1] and packet.pts > keyframe_pts[-1]:
+        pts, keyframes, last_keyframe = [], [], -1
+        for picture_pts, picture_dts, is_keyframe, shown in read:
+            if last_keyframe > indices[-1] and picture_pts > keyframes[-1][0]:
                 break
-            pts.append(packet.pts)
-            if packet.is_keyframe:
-                keyframe_pts.append(packet.pts)
-                last_keyframe = round((float(packet.pts * stream.time_base) - t0) * video_fps)
+            if shown:
+                pts.append(picture_pts)
+            if is_keyframe:
+                keyframes.append((picture_pts, picture_dts))
+                last_keyframe = round((picture_pts * time_base - t0) * video_fps)
         pts = np.unique(pts)
-        targets = pts[on_screen(pts * float(stream.time_base) - t0, indices, video_fps)]
+        targets = pts[on_screen(pts * time_base - t0, indices, video_fps)]
     # Each keyframe starts an independent run of pictures, so DECODE_THREADS decoders can take
     # a share of the runs each: 1.7-1.9x on two cores where FFmpeg's own frame threads give 1.1x
     # (benchmarks/frames.py). Shares are cut at keyframes, so no picture is decoded twice.
-    run = np.searchsorted(keyframe_pts, targets, side="right")  # 1 + the keyframe a frame's run starts at
+    run = np.searchsorted([key_pts for key_pts, _ in keyframes], targets, side="right")  # 1 + the keyframe a frame's run starts at
     run_starts = np.flatnonzero(np.diff(run)) + 1  # positions in `targets` where a new run begins
     cuts = sorted({int(run_starts[np.abs(run_starts - len(targets) * k / DECODE_THREADS).argmin()])
                    for k in range(1, DECODE_THREADS)}) if len(run_starts) else []  # fmt: skip
     shares = np.split(targets, cuts)
-    seeks = [keyframe_pts[run[at] - 1] if run[at] else None for at in [0, *cuts]]
+    starts = [keyframes[run[at] - 1] if run[at] else None for at in [0, *cuts]]
     # Fewer shares than threads (one keyframe, say): FFmpeg's frame threads use the rest.
     threads = DECODE_THREADS // len(shares)
     decode = functools.partial(_decode_pyav, path, size=size, threads=threads)
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
-        frames = [frame for share in pool.map(decode, shares, seeks) for frame in share]
+        frames = [frame for share in pool.map(decode, shares, starts) for frame in share]
     return np.stack(frames), indices, video_fps, total, start, count
 
 
@@ -240,9 +254,9 @@ def on_screen(shown: np.ndarray, indices: np.ndarray, video_fps: float) -> np.nd
     return np.maximum(np.searchsorted(slots, indices, side="right") - 1, 0)
 
 
-def _decode_pyav(path: Path, targets: np.ndarray, seek_pts: int | None, *, size, threads: int) -> list[np.ndarray]:
-    """The pictures whose timestamps are `targets` (sorted, repeats allowed), decoded from the
-    keyframe at `seek_pts` (None: from the start)."""
+def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, size, threads: int) -> list[np.ndarray]:
+    """The pictures whose timestamps are `targets` (sorted, repeats allowed), decoded from
+    `keyframe` = (pts, dts) (None: from the start)."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -250,8 +264,14 @@ def _decode_pyav(path: Path, targets: np.ndarray, seek_pts: int | None, *, size,
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type, stream.thread_count = "AUTO", threads
-        if seek_pts is not None:
-            container.seek(seek_pts, stream=stream, backward=True)
+        packets, key_pts = container.demux(stream), None if keyframe is None else keyframe[0]
+        if keyframe is not None:
+            container.seek(key_pts, stream=stream, backward=True)
+            first = next(packets, None)
+            if first is not None and first.pts == key_pts:
+                packets = itertools.chain([first], packets)
+            else:  # MPEG-TS seeks by decoding time: at the keyframe's pts it lands a few pictures past it
+                container.seek(min(key_pts, keyframe[1] if keyframe[1] is not None else key_pts), stream=stream, backward=True)
         # Sequential decode, converting (and scaling) only the wanted frames, known by their
         # timestamps, which stay right after a seek. H.264 in MP4/MKV (avcC) marks
         # the pictures no other picture predicts from (nal_ref_idc 0: most B-frames); unwanted
@@ -265,22 +285,23 @@ def _decode_pyav(path: Path, targets: np.ndarray, seek_pts: int | None, *, size,
         # output keeps the colour detail that packed rgb24 loses when swscale converts and scales
         # in one pass: mean |diff| from fetch_video's pixels ~1.2 instead of 2.5-4.5.
         to_rgb = VideoReformatter()
-        frames = []
-        for packet in container.demux(stream):
+        frames, started = [], keyframe is None
+        for packet in packets:
+            started = started or packet.pts == key_pts  # where a seek lands early, the packets before are passed over
             # Pictures shown before the keyframe but stored after it (open GOP) refer to the run
             # before, which this decoder has not seen: they would decode broken (and logged).
-            if seek_pts is not None and packet.pts is not None and packet.pts < seek_pts:
+            if not started or (key_pts is not None and packet.pts is not None and packet.pts < key_pts):
                 continue
             if (nal_length and packet.pts is not None and packet.size and packet.pts not in wanted
                     and not _h264_is_reference(bytes(packet), nal_length)):  # fmt: skip
                 continue
             for frame in packet.decode():
-                while len(frames) < len(targets) and frame.pts is not None and targets[len(frames)] <= frame.pts:
+                while len(frames) < len(targets) and frame.pts == targets[len(frames)]:
                     rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC")
                     frames.append(rgb.to_ndarray())
             if len(frames) == len(targets):
                 break
-    if len(frames) < len(targets):  # pictures that did not decode (a damaged file)
+    if len(frames) < len(targets):  # pictures that did not decode (a damaged file): never a stand-in
         raise RuntimeError(f"decoded only {len(frames)} of the {len(targets)} wanted frames (up to pts {targets[-1]})")
     return frames
 
