@@ -231,6 +231,29 @@ def test_other_containers_and_codecs_split_at_keyframes_bit_exact(tmp_path, monk
         assert_equals_a_plain_decode(vf, path)
 
 
+def test_an_mp4_cut_by_stream_copy_counts_only_the_pictures_it_shows(tmp_path):
+    """`ffmpeg -ss 1.5 -c copy` keeps the packets from the keyframe before 1.5 s and hides the
+    pictures before it with an edit list; the frame count in the file still counts them."""
+    import av
+
+    source = make_video(tmp_path / "src.mp4", duration=10.0, fps=30, size=(192, 108), event=EVENT, background="panning")
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(source)) as src, av.open(str(cut), "w") as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        shift = round(1.5 / stream.time_base)
+        for packet in src.demux(stream):  # the only keyframe is the first picture
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, out
+                dst.mux(packet)
+    with av.open(str(cut)) as container:
+        assert container.streams.video[0].frames == 300  # what the file says
+    for clip in (None, (1.0, 5.0)):
+        vf = load_frames(cut, clip=clip, cache_dir=None, backend="pyav")
+        assert vf.total_num_frames == 255 and vf.duration == pytest.approx(8.5)
+        assert_equals_a_plain_decode(vf, cut)  # which shows the 255 pictures from 1.5 s on
+
+
 def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path, videos):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))

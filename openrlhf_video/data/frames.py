@@ -195,12 +195,16 @@ def _read_pyav(path: Path, plan):
 
         video_fps = float(stream.average_rate or stream.guessed_rate or 0)
         total, read = stream.frames, packets()
-        if not total:
-            # MKV, WebM and MPEG-TS store no frame count: read every packet and take the rate from
-            # their timestamps, the ones frames are matched to indices by. Millisecond timestamps
-            # skew FFmpeg's average rate (1000/33 for 30 fps) and this estimate a little (24.0008
-            # for 24, which smart_nframes floors two frames short of 24's): a standard rate within
-            # 0.1 % of the estimate is taken instead.
+        first = next(read, None)
+        read = itertools.chain([first] if first else [], read)
+        read_all = not total or (first is not None and not first[3])
+        if read_all:
+            # MKV, WebM and MPEG-TS store no frame count, and an MP4 whose edit list hides pictures
+            # (cut by stream copy between keyframes) counts them too: read every packet and take
+            # the rate from their timestamps, the ones frames are matched to indices by.
+            # Millisecond timestamps skew FFmpeg's average rate (1000/33 for 30 fps) and this
+            # estimate a little (24.0008 for 24, which smart_nframes floors two frames short of
+            # 24's): a standard rate within 0.1 % of the estimate is taken instead.
             read = list(read)
             times = [pts for pts, _, _, shown in read if shown]
             total = len(times)
@@ -211,7 +215,7 @@ def _read_pyav(path: Path, plan):
             read = iter(read)
         indices, size, start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
         t0 = (stream.start_time or 0) * time_base
-        if start > 0 and stream.frames:  # an indexed file: jump to the keyframe before the clip
+        if start > 0 and not read_all:  # jump to the keyframe before the clip instead of reading up to it
             container.seek(int((t0 + start / video_fps) / time_base), stream=stream, backward=True)
             read = packets()
         # One pass over the packets, no decoding (~15 ms for 2 min of 640x360 H.264), up to the
