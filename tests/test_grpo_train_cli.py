@@ -25,6 +25,9 @@ def test_plugin_flags_are_filled_after_the_users_flags_unchanged():
     assert filled[filled.index("--train.agent_func_path") + 1] == ROLLOUT_FILE
     assert {flag for flag in filled if flag.startswith("--")} == set(PLUGIN_FLAGS) - {"--data.label_key", "--data.image_key"}
     assert env["OPENRLHF_VIDEO_FPS"] == "1.0" and env[patches.MIN_REWARD_STD_ENV] == "0.0"
+    assert env["OPENRLHF_VIDEO_THINK"] == "1" and env["OPENRLHF_VIDEO_REWARD_WEIGHTS"] == ""
+    _, env = build([*USER, "--video.no_think", "--video.reward_weights", "iou=0.7,format=0.3"])  # what the executor reads
+    assert env["OPENRLHF_VIDEO_THINK"] == "0" and env["OPENRLHF_VIDEO_REWARD_WEIGHTS"] == "iou=0.7,format=0.3"
     assert "--video.fps" not in argv  # our flags never reach OpenRLHF
 
 

@@ -99,8 +99,11 @@ def test_missing_or_wrong_token_is_refused(server, token):
 
 
 def test_health_reports_settings_and_counts(server):
-    body = requests.get(f"{server}/health", timeout=10).json()
-    assert body["status"] == "ok" and body["think"] is True and body["requests"] >= 0
+    before = requests.get(f"{server}/health", timeout=10).json()
+    assert before["status"] == "ok" and before["think"] is True
+    assert post(server, {"query": ["x", "y"], "labels": [TVG, TVG]}).status_code == 200
+    after = requests.get(f"{server}/health", timeout=10).json()
+    assert after["requests"] == before["requests"] + 1 and after["responses"] == before["responses"] + 2
 
 
 def test_bad_command_line_fails_with_a_message():
