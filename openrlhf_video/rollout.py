@@ -76,23 +76,22 @@ class AgentExecutor(AgentExecutorBase):
             self._prepared[key] = asyncio.ensure_future(asyncio.to_thread(self._prepare, hf_tokenizer, prompt, video))
             while len(self._prepared) > 8:  # ~40 MB of pixels each at 2048 visual tokens
                 self._prepared.popitem(last=False)
-        try:
-            vllm_ids, prompt_ids, mm_train_inputs, vllm_video = await self._prepared[key]
-        except DataError as e:
-            return self._broken_video_output(prompt, label, images, hf_tokenizer, sampling_params, e)
-
         params = deepcopy(sampling_params)
         # A sampled vision token breaks the training forward ("video features and video tokens
         # do not match"); a random or young policy does sample them.
         params.bad_words = list(VISION_TOKENS)
-        if params.max_tokens is None:
-            params.max_tokens = max(1, max_length - len(prompt_ids))
-        if len(prompt_ids) + params.max_tokens > max_length:
-            raise ValueError(
-                f"{video['path']}: video prompt has {len(prompt_ids)} tokens, which with {params.max_tokens} new "
-                f"tokens exceeds --data.max_len {max_length}; lower OPENRLHF_VIDEO_TOTAL_PIXELS or raise max_len "
-                "(video prompts cannot be truncated)"
-            )
+        try:
+            vllm_ids, prompt_ids, mm_train_inputs, vllm_video = await self._prepared[key]
+            if params.max_tokens is None:
+                params.max_tokens = max(1, max_length - len(prompt_ids))
+            if len(prompt_ids) + params.max_tokens > max_length:  # one long question must not end a run
+                raise DataError(
+                    f"{video['path']}: video prompt has {len(prompt_ids)} tokens, which with {params.max_tokens} new "
+                    f"tokens exceeds --data.max_len {max_length}; lower OPENRLHF_VIDEO_TOTAL_PIXELS or raise max_len "
+                    "(video prompts cannot be truncated)"
+                )
+        except DataError as e:
+            return self._broken_video_output(prompt, label, images, hf_tokenizer, sampling_params, e)
         request_output = await llm_engine.generate(vllm_ids, params, multi_modal_data={"video": [vllm_video]})
         generated = request_output.outputs[0]
         action_ids = list(generated.token_ids)
@@ -124,8 +123,9 @@ class AgentExecutor(AgentExecutorBase):
         return video_inputs(processor, prompt, frames)
 
     def _broken_video_output(self, prompt, label, images, processor, sampling_params, error):
-        """A video that cannot be read must not stop a training run: the sample becomes the
-        prompt's text and an immediate end of turn with reward 0, counted and logged. Its group
+        """A video that cannot be read (or whose prompt does not fit --data.max_len) must not stop
+        a training run: the sample becomes the prompt's text and an immediate end of turn with
+        reward 0, counted and logged. Its group
         then carries no advantage signal from it (group_norm), and `video_failed` shows in logs."""
         self.failed_videos += 1
         logger.warning("rollout without its video (%d so far), reward 0: %s", self.failed_videos, error)

@@ -306,6 +306,13 @@ def test_cache_hits_keys_and_is_safe_for_concurrent_processes(videos, tmp_path, 
     assert len(list(fresh.glob("*.npz"))) == 1 and not list(fresh.glob(".tmp-*"))
 
 
+def test_a_cache_that_cannot_be_used_costs_a_warning_not_the_frames(videos, tmp_path, caplog):
+    """A rollout only survives a DataError: a read-only, full or foreign cache must not raise."""
+    (tmp_path / "file").write_text("not a directory")
+    vf = load_frames(videos["10fps"], cache_dir=tmp_path / "file" / "cache")  # NotADirectoryError everywhere
+    assert vf.backend == "pyav" and len(vf.frames) == 12 and "frame cache: cannot write" in caplog.text
+
+
 def test_cache_size_cap_evicts_least_recently_used(videos, tmp_path):
     cache = tmp_path / "cache"
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0)

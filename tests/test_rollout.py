@@ -126,6 +126,10 @@ def test_a_broken_video_is_a_counted_zero_reward_sample(engine, processor, actor
     assert [r["reward"] for r in broken] == [0.0, 0.0]
     assert all(r["extra_logs"]["video_failed"] == 1.0 and r["mm_train_inputs"] is None for r in broken)
     assert sum("/nonexistent/clip.mp4" in m for m in caplog.messages) == 2  # logged with a running count
+    # so is a prompt that leaves no room for the new tokens (upstream raises: the run would end)
+    too_long = rollout(engine, processor, rows["synthetic/clip_001#mcq"], n=1, max_tokens=MAX_LEN)
+    assert too_long[0]["reward"] == 0.0 and too_long[0]["extra_logs"]["video_failed"] == 1.0
+    assert f"exceeds --data.max_len {MAX_LEN}" in caplog.text
     # it still trains alongside good samples: the same micro-batch goes through the forward
     good = rollout(engine, processor, rows["synthetic/clip_001#mcq"], n=2, max_tokens=8)
     batch, log_probs = training_log_probs(actor, broken + good, processor.pad_token_id)

@@ -9,6 +9,7 @@ rollout reads them back. PyAV decodes the runs between keyframes on DECODE_THREA
 once, and never decodes the H.264 pictures that no other picture refers to unless they are sampled.
 """
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -365,7 +366,8 @@ def _cache_read(cache_file: Path) -> VideoFrames | None:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         # Only a crash mid-write elsewhere could leave this (writes are atomic): drop it.
         logger.warning("frame cache: unreadable entry %s, decoding again", cache_file)
-        cache_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not ours to delete, say: decoding again is enough
+            cache_file.unlink(missing_ok=True)
         return None
     try:
         os.utime(cache_file)  # mtime is the recency the size cap evicts by
@@ -377,21 +379,24 @@ def _cache_read(cache_file: Path) -> VideoFrames | None:
 
 def _cache_write(cache_file: Path, result: VideoFrames, max_bytes: int) -> None:
     # Write to a temporary file in the same directory, then rename: readers in other processes
-    # see the whole entry or none of it, and two writers of one key simply both succeed.
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    # see the whole entry or none of it, and two writers of one key simply both succeed. A cache
+    # that cannot be written (read-only, full, another user's) costs a warning, never the run.
     scalars = {name: getattr(result, name) for name in ("fps", "video_fps", "total_num_frames", "duration",
                                                          "range_start", "range_frames")}  # fmt: skip
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".tmp-", suffix=".npz")
+    tmp = None
     try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".tmp-", suffix=".npz")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, frames=result.frames, frames_indices=result.frames_indices, timestamps=result.timestamps,
                      scalars=np.array(json.dumps(scalars)))  # fmt: skip
         os.replace(tmp, cache_file)
+        _evict(cache_file.parent, max_bytes)
     except OSError as e:
         logger.warning("frame cache: cannot write %s (%s)", cache_file, e)
-        Path(tmp).unlink(missing_ok=True)
-        return
-    _evict(cache_file.parent, max_bytes)
+        with contextlib.suppress(OSError):
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
 
 
 def _evict(cache_dir: Path, max_bytes: int) -> None:
