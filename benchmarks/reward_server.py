@@ -35,8 +35,10 @@ async def closed_loop(url, body, concurrency, seconds):
                 errors += not await send(session, url, body)
                 latencies.append(time.perf_counter() - start)
 
+        start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors, seconds
+        elapsed = time.perf_counter() - start  # requests in flight at the deadline finish after it
+    return latencies, errors, elapsed
 
 
 async def open_loop(url, body, rate, seconds):
@@ -55,7 +57,7 @@ async def open_loop(url, body, rate, seconds):
             latencies.append(time.perf_counter() - scheduled)
 
         await asyncio.gather(*(one(i) for i in range(count)))
-        elapsed = time.perf_counter() - start
+        elapsed = max(time.perf_counter() - start, count / rate)  # the last request is due at (count-1)/rate
     return latencies, errors, elapsed
 
 

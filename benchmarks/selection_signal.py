@@ -87,7 +87,7 @@ def main() -> None:
             flat[name].append(zero_variance([fresh_stats[r["id"]] for r in drawn]))
 
     print(f"\nselection: kept {len(kept)} of {len(records)} records, K={args.k}, {seconds:.1f} s "
-          f"({seconds / len(records):.2f} s per record with vLLM's CPU build)")  # fmt: skip
+          f"({seconds / len(records):.2f} s per record with vLLM's CPU build, its start-up and cold frame decoding included)")  # fmt: skip
     print(f"training batches of {batch} records, rolled out again with K={args.k}, seeds 1-{args.seeds} (mean, per seed):")
     for name, fractions in flat.items():
         by_reward, by_signal = ([f[i] for f in fractions] for i in (0, 1))

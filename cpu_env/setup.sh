@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the project's CPU environment (tests, CPU demo) from nothing; idempotent.
 #
-#   bash cpu_env/setup.sh            # venv at $OPENRLHF_VIDEO_VENV, else .venv -> a cached venv
+#   bash cpu_env/setup.sh            # venv at $OPENRLHF_VIDEO_VENV, else a cached one; .venv links to it
 #   bash cpu_env/setup.sh --relock   # resolve requirements.in again and rewrite requirements.lock
 #
 # Without OPENRLHF_VIDEO_VENV the venv lives in ~/.cache/openrlhf-video/venv-<hash of lock,
@@ -83,7 +83,5 @@ cp "$here"/cpu_only_shims/* "$site/"
 echo "$key" > "$stamp"
 # The project itself, editable, pointing at this checkout (a few seconds, no dependencies).
 "$py" -m pip install -q --no-deps --no-build-isolation -e "$repo"
-if [[ -z "${OPENRLHF_VIDEO_VENV:-}" ]]; then
-  ln -sfn "$venv" "$repo/.venv"
-fi
+ln -sfn "$venv" "$repo/.venv"  # the README's commands run .venv/bin/..., wherever the venv lives
 log "ready: $venv"

@@ -6,4 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash cpu_env/setup.sh
-exec .venv/bin/openrlhf-video demo --out runs/demo "$@"
+# `python -m` from this checkout runs its own code even when another clone's setup re-pointed the
+# shared venv's editable install (the console script would follow that one).
+exec .venv/bin/python -m openrlhf_video demo --out runs/demo "$@"
