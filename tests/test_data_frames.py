@@ -63,6 +63,19 @@ def test_frames_are_sampled_like_qwen_and_timestamps_match_the_pictures(videos, 
         assert shows_square(frame) == (EVENT[0] <= time <= EVENT[1]), time
 
 
+def numbered_picture(number: int) -> np.ndarray:
+    """A 320x192 picture showing `number` in six white-or-black bars (read back by frame_number)."""
+    picture = np.zeros((192, 320, 3), np.uint8)
+    for bit in range(6):
+        picture[:, bit * 53 : bit * 53 + 45] = 255 * (number >> bit & 1)
+    return picture
+
+
+def frame_number(frame: np.ndarray) -> int:
+    h, w = frame.shape[:2]
+    return sum(1 << bit for bit in range(6) if frame[h // 2, (bit * 53 + 22) * w // 320].mean() > 128)
+
+
 def test_variable_frame_rate_frames_are_the_pictures_on_screen_at_their_timestamps(tmp_path):
     """Phone footage often has a variable frame rate: here 1 s at 30 fps, then 3 s at 10 fps. A
     sampled index is a time (index / average fps), so the frame must be the picture on screen then
@@ -78,17 +91,10 @@ def test_variable_frame_rate_frames_are_the_pictures_on_screen_at_their_timestam
         stream.width, stream.height, stream.pix_fmt = 320, 192, "yuv420p"
         stream.codec_context.time_base = fractions.Fraction(1, 1000)
         for number, time_s in enumerate(times):
-            picture = np.zeros((192, 320, 3), np.uint8)
-            for bit in range(6):  # the frame number in six white-or-black bars
-                picture[:, bit * 53 : bit * 53 + 45] = 255 * (number >> bit & 1)
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(numbered_picture(number), format="rgb24")
             frame.pts, frame.time_base = round(time_s * 1000), fractions.Fraction(1, 1000)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
-
-    def frame_number(frame):
-        h, w = frame.shape[:2]
-        return sum(1 << bit for bit in range(6) if frame[h // 2, (bit * 53 + 22) * w // 320].mean() > 128)
 
     numbers = {}
     for backend in ("pyav", "decord"):
@@ -100,6 +106,24 @@ def test_variable_frame_rate_frames_are_the_pictures_on_screen_at_their_timestam
         if backend == "pyav":  # the unreferenced B-frames it leaves out were not the ones on screen
             assert_equals_a_plain_decode(vf, path, numbers["pyav"])
     assert numbers["pyav"] == numbers["decord"] and len(set(numbers["pyav"])) == len(numbers["pyav"]) >= 6
+
+
+@pytest.mark.parametrize("codec, options", [("libx264", {}), ("mpeg4", {"bf": "2"})])
+def test_avi_with_b_frames_gives_the_sampled_pictures(tmp_path, codec, options):
+    """AVI has no presentation times: FFmpeg numbers packets in decoding order, so with B-frames
+    a pts is not when a picture is shown (matched by pts, pictures were a frame or two off)."""
+    import av
+
+    path = tmp_path / "b_frames.avi"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30, options=options)
+        stream.width, stream.height, stream.pix_fmt = 320, 192, "yuv420p"
+        for number in range(60):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(numbered_picture(number), format="rgb24")))
+        container.mux(stream.encode())
+    for clip in (None, (0.5, 1.5)):
+        vf = load_frames(path, clip=clip, backend="pyav", cache_dir=None)
+        assert [frame_number(frame) for frame in vf.frames] == vf.frames_indices.tolist()
 
 
 def test_same_frame_count_and_size_as_qwen_vl_utils_fetch_video(videos):

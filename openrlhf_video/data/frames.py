@@ -233,6 +233,12 @@ def _read_pyav(path: Path, plan):
                 last_keyframe = round((picture_pts * time_base - t0) * video_fps)
         pts = np.unique(pts)
         targets = pts[on_screen(pts * time_base - t0, indices, video_fps)]
+        # AVI stores no presentation times: FFmpeg numbers its packets in decoding order, which
+        # B-frames reorder, so there a pts is not when a picture is shown. The decoder still hands
+        # pictures out in display order: the n-th one is picture n (AVI has a constant rate).
+        in_decoding_order = container.format.name == "avi"
+    if in_decoding_order:
+        keyframes, targets = [], indices  # one decoder from the start, counting pictures
     # Each keyframe starts an independent run of pictures, so DECODE_THREADS decoders can take
     # a share of the runs each: 1.7-1.9x on two cores where FFmpeg's own frame threads give 1.1x
     # (benchmarks/frames.py). Shares are cut at keyframes, so no picture is decoded twice.
@@ -244,7 +250,7 @@ def _read_pyav(path: Path, plan):
     starts = [keyframes[run[at] - 1] if run[at] else None for at in [0, *cuts]]
     # Fewer shares than threads (one keyframe, say): FFmpeg's frame threads use the rest.
     threads = DECODE_THREADS // len(shares)
-    decode = functools.partial(_decode_pyav, path, size=size, threads=threads)
+    decode = functools.partial(_decode_pyav, path, size=size, threads=threads, by_order=in_decoding_order)
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
         frames = [frame for share in pool.map(decode, shares, starts) for frame in share]
     return np.stack(frames), indices, video_fps, total, start, count
@@ -259,9 +265,9 @@ def on_screen(shown: np.ndarray, indices: np.ndarray, video_fps: float) -> np.nd
     return np.maximum(np.searchsorted(slots, indices, side="right") - 1, 0)
 
 
-def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, size, threads: int) -> list[np.ndarray]:
+def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, size, threads: int, by_order: bool = False) -> list[np.ndarray]:
     """The pictures whose timestamps are `targets` (sorted, repeats allowed), decoded from
-    `keyframe` = (pts, dts) (None: from the start)."""
+    `keyframe` = (pts, dts) (None: from the start); `by_order`: whose places in display order are."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -290,7 +296,7 @@ def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, siz
         # output keeps the colour detail that packed rgb24 loses when swscale converts and scales
         # in one pass: mean |diff| from fetch_video's pixels ~1.2 instead of 2.5-4.5.
         to_rgb = VideoReformatter()
-        frames, started = [], keyframe is None
+        frames, started, shown = [], keyframe is None, 0
         for packet in packets:
             started = started or packet.pts == key_pts  # where a seek lands early, the packets before are passed over
             # Pictures shown before the keyframe but stored after it (open GOP) refer to the run
@@ -301,9 +307,10 @@ def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, siz
                     and not _h264_is_reference(bytes(packet), nal_length)):  # fmt: skip
                 continue
             for frame in packet.decode():
-                while len(frames) < len(targets) and frame.pts == targets[len(frames)]:
+                while len(frames) < len(targets) and (shown if by_order else frame.pts) == targets[len(frames)]:
                     rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC")
                     frames.append(rgb.to_ndarray())
+                shown += 1
             if len(frames) == len(targets):
                 break
     if len(frames) < len(targets):  # pictures that did not decode (a damaged file): never a stand-in
