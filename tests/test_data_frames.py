@@ -348,3 +348,10 @@ def test_cache_size_cap_evicts_least_recently_used(videos, tmp_path):
     entries = list(cache.glob("*.npz"))
     assert len(entries) == 2 and first in entries
     assert sum(p.stat().st_size for p in entries) <= cap
+    # what a killed writer leaves behind goes once it is clearly not being written any more
+    stale, fresh = cache / ".tmp-killed.npz", cache / ".tmp-writing.npz"
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"\0" * 100)
+    os.utime(stale, (time.time() - 7200,) * 2)
+    load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=10, cache_max_bytes=cap)
+    assert not stale.exists() and fresh.exists()

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -410,12 +411,15 @@ def _evict(cache_dir: Path, max_bytes: int) -> None:
     """Delete least recently used entries until the cache is within `max_bytes`."""
     entries = []
     for entry in os.scandir(cache_dir):
-        if entry.name.endswith(".npz") and not entry.name.startswith(".tmp-"):
+        if entry.name.endswith(".npz"):
             try:
                 stat = entry.stat()
             except FileNotFoundError:  # evicted by another process meanwhile
                 continue
-            entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
+            if not entry.name.startswith(".tmp-"):
+                entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
+            elif time.time() - stat.st_mtime > 3600:  # left by a writer that was killed: no write takes an hour
+                Path(entry.path).unlink(missing_ok=True)
     total = sum(size for _, size, _ in entries)
     for _, size, entry_path in sorted(entries):
         if total <= max_bytes:
