@@ -291,6 +291,8 @@ def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path, videos):
         load_frames(one_frame, cache_dir=None)
     with pytest.raises(DataError, match="cannot sample frames \\(clip \\[1.0, None\\]"):  # a rollout catches DataError only
         load_frames(videos["10fps"], clip=[1.0, None], cache_dir=None)
+    with pytest.raises(DataError, match="no video given"):  # a row without a video
+        load_frames(None, cache_dir=None)
 
 
 def test_video_info_reads_duration_from_the_file(videos):

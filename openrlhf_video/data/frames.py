@@ -97,6 +97,8 @@ def load_frames(
     "decord" or "pyav". `cache_dir=None` turns the cache off. A missing, unreadable or too-short
     video raises DataError naming the file.
     """
+    if not video_path:  # a row without a video: one bad sample, not the end of a run
+        raise DataError(f"no video given ({video_path!r})")
     path = Path(video_path)
     try:
         stat = path.stat()
