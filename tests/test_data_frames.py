@@ -295,9 +295,23 @@ def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path, videos):
         load_frames(None, cache_dir=None)
 
 
-def test_video_info_reads_duration_from_the_file(videos):
+def test_video_info_reads_duration_from_the_file(videos, tmp_path):
+    import av
+
     info = video_info(videos["30fps"])
     assert info["duration"] == pytest.approx(7.5, abs=0.05) and info["fps"] == 30 and info["frames"] == 225
+    # An MKV written live stores no duration (nor a frame count): the pictures are counted.
+    live = tmp_path / "live.mkv"
+    with av.open(str(videos["30fps"])) as src, av.open(str(live), "w", options={"live": "1"}) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    info = video_info(live)
+    assert info["duration"] == pytest.approx(7.5) and info["fps"] == 30 and info["frames"] == 225
+    vf = load_frames(live, cache_dir=None)
+    assert (vf.duration, vf.video_fps, vf.total_num_frames) == (info["duration"], info["fps"], info["frames"])
 
 
 def _load_from_cache(args):

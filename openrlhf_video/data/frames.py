@@ -206,16 +206,9 @@ def _read_pyav(path: Path, plan):
             # MKV, WebM and MPEG-TS store no frame count, and an MP4 whose edit list hides pictures
             # (cut by stream copy between keyframes) counts them too: read every packet and take
             # the rate from their timestamps, the ones frames are matched to indices by.
-            # Millisecond timestamps skew FFmpeg's average rate (1000/33 for 30 fps) and this
-            # estimate a little (24.0008 for 24, which smart_nframes floors two frames short of
-            # 24's): a standard rate within 0.1 % of the estimate is taken instead.
             read = list(read)
             times = [pts for pts, _, _, shown in read if shown]
-            total = len(times)
-            if total > 1 and max(times) > min(times):
-                estimate = (total - 1) / ((max(times) - min(times)) * time_base)
-                nearest = min(STANDARD_RATES, key=lambda rate: abs(rate - estimate))
-                video_fps = nearest if abs(nearest - estimate) < 1e-3 * estimate else estimate
+            total, video_fps = len(times), _rate_of(times, time_base, video_fps)
             read = iter(read)
         indices, size, start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
         t0 = (stream.start_time or 0) * time_base
@@ -257,6 +250,17 @@ def _read_pyav(path: Path, plan):
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
         frames = [frame for share in pool.map(decode, shares, starts) for frame in share]
     return np.stack(frames), indices, video_fps, total, start, count
+
+
+def _rate_of(times: list[int], time_base: float, container_rate: float) -> float:
+    """The frame rate of pictures shown at `times` (pts). Millisecond timestamps (MKV, WebM) skew
+    FFmpeg's average rate (1000/33 for 30 fps) and this estimate a little (24.0008 for 24, which
+    smart_nframes floors two frames short of 24's): a standard rate within 0.1 % is taken instead."""
+    if len(times) < 2 or max(times) == min(times):
+        return container_rate
+    estimate = (len(times) - 1) / ((max(times) - min(times)) * time_base)
+    nearest = min(STANDARD_RATES, key=lambda rate: abs(rate - estimate))
+    return nearest if abs(nearest - estimate) < 1e-3 * estimate else estimate
 
 
 def on_screen(shown: np.ndarray, indices: np.ndarray, video_fps: float) -> np.ndarray:
@@ -357,8 +361,11 @@ def video_info(video_path) -> dict:
                 duration = float(stream.duration * stream.time_base)
             elif container.duration:
                 duration = container.duration / 1e6
-            else:
-                duration = None
+            else:  # an MKV or WebM written live: count the pictures (no decoding), as load_frames does
+                with av.open(str(path)) as again:  # from the first packet (after the decode above)
+                    times = [p.pts for p in again.demux(video=0) if p.pts is not None and p.size and not p.is_discard]
+                video_fps = _rate_of(times, float(stream.time_base), video_fps)
+                duration = len(times) / video_fps if times and video_fps else None
             frames = stream.frames or (round(duration * video_fps) if duration else 0)
             return {"duration": duration, "fps": video_fps, "frames": frames,
                     "width": stream.codec_context.width, "height": stream.codec_context.height}  # fmt: skip
