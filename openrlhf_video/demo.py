@@ -143,7 +143,8 @@ def main(argv: list[str]) -> int:
     done("selection")
 
     stage("eval before", f"lmms-eval with {' and '.join(EVAL_METRICS)} on the held-out clips")
-    before = evaluate(commands, policy, out / "eval" / "before", configs["eval"].parent / "records.jsonl", args)
+    eval_records = configs["eval"].parent / "records.jsonl"
+    before = evaluate(commands, policy, out / "eval" / "before", eval_records, args)
     if before is None:
         return 1
     done("eval before")
@@ -168,7 +169,7 @@ def main(argv: list[str]) -> int:
     done("GRPO")
 
     stage("eval after", "the same evaluation of the GRPO policy")
-    after = evaluate(commands, trained, out / "eval" / "after", configs["eval"].parent / "records.jsonl", args)
+    after = evaluate(commands, trained, out / "eval" / "after", eval_records, args)
     if after is None:
         return 1
     done("eval after")

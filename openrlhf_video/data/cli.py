@@ -141,9 +141,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except DataError as e:
-        print(f"openrlhf-video data {args.command}: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # an output path that is a directory or cannot be written
+    except (DataError, OSError) as e:  # OSError: an output path that is a directory or cannot be written
         print(f"openrlhf-video data {args.command}: {e}", file=sys.stderr)
         return 2

@@ -192,13 +192,8 @@ def _read_pyav(path: Path, plan):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         time_base = float(stream.time_base)
-
-        def packets():  # (pts, dts, is keyframe, is shown) of each picture in decoding order, without decoding
-            # Not shown: the pictures an MP4 edit list cuts off (`ffmpeg -ss ... -c copy`), decoded only as references.
-            return ((p.pts, p.dts, p.is_keyframe, not p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size)
-
         video_fps = float(stream.average_rate or stream.guessed_rate or 0)
-        total, read = stream.frames, packets()
+        total, read = stream.frames, _pictures(container, stream)
         first = next(read, None)
         read = itertools.chain([first] if first else [], read)
         read_all = not total or (first is not None and not first[3])
@@ -214,7 +209,7 @@ def _read_pyav(path: Path, plan):
         t0 = (stream.start_time or 0) * time_base
         if start > 0 and not read_all:  # jump to the keyframe before the clip instead of reading up to it
             container.seek(int((t0 + start / video_fps) / time_base), stream=stream, backward=True)
-            read = packets()
+            read = _pictures(container, stream)
         # One pass over the packets, no decoding (~15 ms for 2 min of 640x360 H.264), up to the
         # first keyframe shown after the last sampled time and the pictures shown before it:
         # every picture's timestamp, and the keyframes, where decoding can start.
@@ -252,6 +247,13 @@ def _read_pyav(path: Path, plan):
     return np.stack(frames), indices, video_fps, total, start, count
 
 
+def _pictures(container, stream):
+    """(pts, dts, is keyframe, is shown) of each picture in decoding order, read without decoding.
+    Not shown: the pictures an MP4 edit list cuts off (`ffmpeg -ss ... -c copy`), decoded only as
+    references."""
+    return ((p.pts, p.dts, p.is_keyframe, not p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size)
+
+
 def _rate_of(times: list[int], time_base: float, container_rate: float) -> float:
     """The frame rate of pictures shown at `times` (pts). Millisecond timestamps (MKV, WebM) skew
     FFmpeg's average rate (1000/33 for 30 fps) and this estimate a little (24.0008 for 24, which
@@ -282,14 +284,14 @@ def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, siz
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type, stream.thread_count = "AUTO", threads
-        packets, key_pts = container.demux(stream), None if keyframe is None else keyframe[0]
+        packets, (key_pts, key_dts) = container.demux(stream), keyframe or (None, None)
         if keyframe is not None:
             container.seek(key_pts, stream=stream, backward=True)
             first = next(packets, None)
             if first is not None and first.pts == key_pts:
                 packets = itertools.chain([first], packets)
             else:  # MPEG-TS seeks by decoding time: at the keyframe's pts it lands a few pictures past it
-                container.seek(min(key_pts, keyframe[1] if keyframe[1] is not None else key_pts), stream=stream, backward=True)
+                container.seek(key_pts if key_dts is None else min(key_pts, key_dts), stream=stream, backward=True)
         # Sequential decode, converting (and scaling) only the wanted frames, known by their
         # timestamps, which stay right after a seek. H.264 in MP4/MKV (avcC) marks
         # the pictures no other picture predicts from (nal_ref_idc 0: most B-frames); unwanted
@@ -363,7 +365,7 @@ def video_info(video_path) -> dict:
                 duration = container.duration / 1e6
             else:  # an MKV or WebM written live: count the pictures (no decoding), as load_frames does
                 with av.open(str(path)) as again:  # from the first packet (after the decode above)
-                    times = [p.pts for p in again.demux(video=0) if p.pts is not None and p.size and not p.is_discard]
+                    times = [pts for pts, _, _, shown in _pictures(again, again.streams.video[0]) if shown]
                 video_fps = _rate_of(times, float(stream.time_base), video_fps)
                 duration = len(times) / video_fps if times and video_fps else None
             frames = stream.frames or (round(duration * video_fps) if duration else 0)

@@ -324,8 +324,9 @@ def config_datasets(config_path) -> list[dict]:
         raise DataError(f"{config_path}: cannot read the data config: {e}") from None
     if not isinstance(config, dict) or not isinstance(config.get("datasets"), list) or not config["datasets"]:
         raise DataError(f"{config_path}: a data config is a mapping with a non-empty 'datasets' list")
-    if isinstance(config.get("seed", 0), bool) or not isinstance(config.get("seed", 0), int):
-        raise DataError(f"{config_path}: seed: expected an integer, got {config['seed']!r}")
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataError(f"{config_path}: seed: expected an integer, got {seed!r}")
     entries = []
     for n, entry in enumerate(config["datasets"]):
         where = f"{config_path}: datasets[{n}]"
@@ -352,7 +353,7 @@ def config_datasets(config_path) -> list[dict]:
             "video_root": config_path.parent / entry["video_root"] if entry.get("video_root") else None,
             "sample": sample,
             "video_ext": entry.get("video_ext", "mp4"),
-            "seed": config.get("seed", 0),
+            "seed": seed,
         })  # fmt: skip
     return entries
 
