@@ -15,7 +15,7 @@ Pure Python: importing this package pulls in no torch or numpy.
 """
 
 from reward_plugins.parsing import answer_region, has_format, normalize_answer, parse_choice, parse_span, temporal_iou
-from reward_plugins.scoring import PRESETS, parse_label, score
+from reward_plugins.scoring import PRESETS, parse_label, record_label, score
 
 __all__ = [
     "PRESETS",
@@ -25,6 +25,7 @@ __all__ = [
     "parse_choice",
     "parse_label",
     "parse_span",
+    "record_label",
     "score",
     "temporal_iou",
 ]

@@ -16,6 +16,9 @@ _ANSWER_TAG = re.compile(r"</?answer>", re.I)
 # Tags are found in an ASCII-lowered copy: str.lower() changes the length of some text ("İ" -> "i̇"),
 # and the positions found in the copy must cut the response itself.
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# Markdown emphasis ("**Answer:** B", "from `2.0` to `5.0`") is taken out before reading letters
+# and times: models write it often, and a right answer in bold is still right.
+_MARKDOWN = str.maketrans("", "", "*`")
 
 
 def answer_region(response: str) -> str:
@@ -46,8 +49,10 @@ def has_format(response: str, think: bool = True) -> int:
 
 
 # A time is seconds ("3.2"), mm:ss or hh:mm:ss (fractions allowed). The look-behind stops a
-# match from starting inside a word or another number ("v2", "1080p", "12:34").
-_TIME = r"(?<![\w.:])-?\d+(?::\d{1,2}){0,2}(?:\.\d+)?"
+# match from starting inside a word or another number ("v2", "1080p", "12:34"); the look-ahead
+# refuses a number in another unit ("2.5 minutes", "5 ms", "20%") or with an exponent ("1.5e1"),
+# which read as seconds would be a wrong span, not an unparsed one.
+_TIME = r"(?<![\w.:])-?\d+(?::\d{1,2}){0,2}(?:\.\d+)?(?!\.?\d|\s*(?:e[-+]?\d|ms\b|msecs?\b|milli|min|hours?\b|hrs?\b|h\b|%))"
 _UNIT = r"(?:\s*(?:s|sec|secs|second|seconds)\b)?"
 _SPAN_PAIR = re.compile(
     rf"({_TIME}){_UNIT}\s*(?:-+>?|–|—|~|,|to|until|till|and)\s*({_TIME}){_UNIT}", re.I
@@ -67,6 +72,7 @@ def parse_span(text: str, duration: float | None = None) -> tuple[float, float] 
     end named as such win (the first of each), else the first pair. Reversed spans are swapped;
     with a positive duration the span is clamped to [0, duration].
     """
+    text = text.translate(_MARKDOWN)
     keyed = {}
     for key, token in _SPAN_KEY.findall(text):
         keyed.setdefault(key.lower(), token)
@@ -135,7 +141,7 @@ def parse_choice(text: str, options: list[str] | None = None) -> str | None:
     Understands `B`, `(B)`, `B.`, `B) text`, `Answer: b`, `the answer is (C)`, and, given the
     options, the option's own text. With options, letters outside their range are rejected.
     """
-    answer = text.strip().strip("*\"'` \n\t")
+    answer = text.translate(_MARKDOWN).strip().strip("\"' \n\t")
     letter = None
     if match := _BARE_LETTER.fullmatch(answer):
         letter = match.group(1)

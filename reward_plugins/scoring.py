@@ -30,6 +30,22 @@ PRESETS = {
     "gqa": {"accuracy": 0.25, "iou": 0.25, "format": 0.5},
 }
 COMPONENTS = ("format", "iou", "accuracy")
+LABEL_FIELDS = ("task", "answer", "options", "span", "duration")
+
+
+def record_label(record: dict) -> dict:
+    """A record's label (DESIGN.md): its task, answer, options, span and duration. A record's span
+    is in the whole video's seconds, but the model only sees its clip, on a time axis that starts
+    at the clip's start (VideoFrames.metadata; qwen-vl-utils alike in eval), so with a clip the span
+    and duration are given on that axis: the answer the model can give. ValueError for a bad clip."""
+    label = {key: record.get(key) for key in LABEL_FIELDS}
+    clip, span = record.get("clip"), label["span"]
+    if clip and span is not None:
+        if not (isinstance(clip, (list, tuple)) and len(clip) == 2 and all(map(_is_number, clip))):
+            raise ValueError(f"record field 'clip' must be [start_s, end_s] or null, got {clip!r}")
+        if isinstance(span, (list, tuple)) and len(span) == 2 and all(map(_is_number, span)):
+            label.update(span=[span[0] - clip[0], span[1] - clip[0]], duration=clip[1] - clip[0])
+    return label
 
 
 def parse_label(label) -> dict:
@@ -48,6 +64,8 @@ def parse_label(label) -> dict:
     options = label.get("options")
     if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
         raise ValueError(f"label field 'options' must be a list of strings or null, got {options!r}")
+    if task == "gqa" and not options:  # as for a gqa record: an open answer and a span in one reply do not parse apart
+        raise ValueError(f"label field 'options' must list the options for task 'gqa', got {options!r}")
     duration = label.get("duration")
     if duration is not None and not (_is_number(duration) and duration > 0):
         raise ValueError(f"label field 'duration' must be a positive number or null, got {duration!r}")
@@ -64,12 +82,14 @@ def parse_label(label) -> dict:
         answer = label.get("answer")
         if not isinstance(answer, (str, int, float)) or isinstance(answer, bool) or not str(answer).strip():
             raise ValueError(f"label field 'answer' must be a non-empty string for task {task!r}, got {answer!r}")
-        if task == "mcq" or (task == "gqa" and options):  # the gold answer goes through the model's parser
+        if task in ("mcq", "gqa"):  # the gold answer goes through the model's parser
             answer = parse_choice(str(answer), options)
             if answer is None:
                 raise ValueError(f"label field 'answer' {label['answer']!r} is not an option letter or an option's text")
         else:
             answer = normalize_answer(str(answer))
+            if not answer:  # "a", "the", "?": nothing is left to match a reply against
+                raise ValueError(f"label field 'answer' {label['answer']!r} is empty once normalised")
     return {"task": task, "answer": answer, "options": options, "span": span, "duration": duration}
 
 
@@ -107,7 +127,7 @@ def score(response: str, label: dict | str, *, think: bool = True, **weights) ->
         parsed = parse_span(text, label["duration"])
         result["iou"] = temporal_iou(parsed, label["span"])
     elif task == "gqa":
-        choice = parse_choice(text, label["options"]) if label["options"] else normalize_answer(text) or None
+        choice = parse_choice(text, label["options"])
         span = parse_span(text, label["duration"])
         parsed = {"choice": choice, "span": span} if choice or span else None
         result["accuracy"] = float(choice == label["answer"])

@@ -43,6 +43,8 @@ def build_app(*, think: bool = True, weights: dict | None = None, token: str | N
                 return reject(401, "missing or wrong token (send 'Authorization: Bearer TOKEN' or ?token=TOKEN)")
         try:
             body = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge as error:  # aiohttp's own reply is plain text and uncounted
+            return reject(413, f"body too large: {error.text}; start the server with a larger --max-body-mb")
         except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
             return reject(400, f"body is not JSON: {error}")
         if not isinstance(body, dict):

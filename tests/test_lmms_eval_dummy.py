@@ -199,3 +199,26 @@ def test_a_hub_dataset_that_cannot_load_says_how_to_use_local_files(monkeypatch)
     with pytest.raises(ValueError, match="rlt_charades_sta: cannot load the hub dataset .*LocalEntryNotFoundError: no connection.*"
                                          "set RLT_CHARADES_STA_ANNOTATIONS"):  # fmt: skip
         manager.load_task_or_group(["rlt_charades_sta"])
+
+
+def test_a_doc_without_duration_is_scored_as_training_scores_it(monkeypatch, tmp_path):
+    """Charades-STA's text release has no durations. Training reads the duration from the video
+    (with_duration) and the reward clamps spans to it; the eval doc must carry the same one."""
+    from lmms_eval.tasks import TaskManager
+
+    from lmms_tasks.task import score_doc
+    from openrlhf_video.data import label_json, with_duration
+    from openrlhf_video.synthetic import make_video
+    from reward_plugins import score
+
+    make_video(tmp_path / "VID01.mp4", duration=8.0, event=(5.0, 8.0))
+    (tmp_path / "charades_sta_test.txt").write_text("VID01 5.0 8.4##person opens the door.\n")  # 0.4 s past the end
+    monkeypatch.setenv("RLT_CHARADES_STA_ANNOTATIONS", str(tmp_path / "charades_sta_test.txt"))
+    manager = TaskManager(include_path=str(evaluate.lmms_tasks.TASKS_DIR), include_defaults=False)
+    task = manager.load_task_or_group(["rlt_charades_sta"])["rlt_charades_sta"]
+    [doc] = task.dataset["test"]
+    assert doc["duration"] == pytest.approx(8.0) and doc["span"] == [5.0, 8.0]
+
+    response = '<think>t</think><answer>{"start_time": 5.0, "end_time": 12.0}</answer>'
+    record = with_duration({k: v for k, v in doc.items() if k != "video_found"} | {"duration": None}, doc["video"])
+    assert score_doc(doc, [response])["iou"] == score(response, label_json(record))["iou"] == 1.0

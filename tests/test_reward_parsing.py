@@ -32,6 +32,9 @@ from reward_plugins import answer_region, has_format, parse_choice, parse_span, 
         ("Sure! The person opens the door from 3.2 to 5.1 seconds, then leaves.", (3.2, 5.1)),
         ("5.1 - 3.2", (3.2, 5.1)),  # reversed: swapped
         ("[12, 3]", (3.0, 12.0)),
+        ("**Start time:** 2.0 s, **End time:** 5.0 s", (2.0, 5.0)),  # Markdown emphasis
+        ("The event occurs from **2.0s** to **5.0s**.", (2.0, 5.0)),
+        ("from `2.0` to `5.0`", (2.0, 5.0)),
     ],
 )
 def test_parse_span_reads_what_models_write(text, span):
@@ -39,8 +42,14 @@ def test_parse_span_reads_what_models_write(text, span):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "no idea", "3.2", "around 5 seconds", "version v2.5-3", "<answer></answer>", "1080p video"]
-)
+    "text",
+    [
+        "", "no idea", "3.2", "around 5 seconds", "version v2.5-3", "<answer></answer>", "1080p video",
+        # numbers in another unit, or with an exponent: no span rather than a wrong one in seconds
+        "from 1.5 to 2.5 minutes", "from 1.5 min to 2.5 min", "2 to 5 ms", "from 20% to 40%", "1 - 2 hours",
+        '{"start_time": 1.5e1, "end_time": 2.2e1}',
+    ],
+)  # fmt: skip
 def test_parse_span_returns_none_without_a_span(text):
     assert parse_span(text) is None
 
@@ -71,6 +80,10 @@ def test_parse_span_rejects_infinite_numbers():
         ("(B)", "B"),
         ("B.", "B"),
         ("**C**", "C"),
+        ("**Answer:** B", "B"),  # Markdown emphasis
+        ("Answer: **B**", "B"),
+        ("The answer is **B**.", "B"),
+        ("Answer: `B`", "B"),
         ("B) the man opens the door", "B"),
         ("(B) the man opens the door", "B"),
         ("C. He is cooking", "C"),

@@ -98,6 +98,8 @@ def test_nothing_understood_gives_parsed_none():
         ({"task": "mcq", "answer": "zebra", "options": ["a", "b"]}, "'answer'"),
         ({"task": "mcq", "answer": "A", "options": "A,B"}, "'options'"),
         ({"task": "tvg", "span": [1, 2], "duration": -3}, "'duration'"),
+        ({"task": "oeqa", "answer": "A"}, "'answer'"),  # "a" is an article: nothing left to match
+        ({"task": "gqa", "answer": "red car", "span": [3, 5]}, "'options'"),  # as a gqa record needs them
         ("[" * 100_000, "not JSON"),  # json.loads raises RecursionError
         ('{"task": "tvg", "span": [0, 1' + "0" * 400 + "]}", "'span'"),  # math.isfinite raises OverflowError
     ],
@@ -246,6 +248,22 @@ def test_trl_reward_func_standard_and_conversational():
     rewards = trl_reward_func(prompts, conversational, completion_ids=[[1], [2]], trainer_state=None, **columns)
     assert rewards == [1.0, 0.5]
     assert trl_reward_func(prompts[:1], ["<answer>3 - 5</answer>"], think=False, **columns) == [1.0]
+
+
+def test_trl_record_columns_with_a_clip_score_on_the_clip_time_axis():
+    """As in training (label_json): a clipped record's span is answered on the clip's time axis."""
+    columns = {"task": ["tvg"] * 2, "span": [[12.0, 15.0]] * 2, "duration": [60.0] * 2, "clip": [[10.0, 40.0]] * 2}
+    completions = ["<think>t</think><answer>2.0 - 5.0</answer>", "<think>t</think><answer>12.0 - 15.0</answer>"]
+    assert trl_reward_func(["p", "p"], completions, **columns) == [1.0, 0.5]
+    bad = {**columns, "clip": [[10.0], "x"]}  # never raises into the trainer
+    assert trl_reward_func(["p", "p"], completions, **bad) == [0.0, 0.0]
+
+
+def test_verl_compute_score_takes_the_reward_loops_extra_arguments():
+    """verl's reward loop passes reward_router_address and reward_model_tokenizer when a reward
+    model is configured (verl/experimental/reward_loop/reward_manager/naive.py)."""
+    out = compute_score("src", "<think>t</think><answer>3 - 5</answer>", TVG, reward_router_address="h:1", reward_model_tokenizer=None)
+    assert out["score"] == 1.0
 
 
 def test_the_package_imports_no_torch_or_numpy():

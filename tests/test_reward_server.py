@@ -92,6 +92,17 @@ def test_malformed_bodies_get_400_naming_the_problem(server, body, message):
     assert reply.status_code == 400 and message in reply.json()["error"]
 
 
+def test_too_large_body_gets_a_counted_413_naming_the_flag():
+    process, url = start_server("--max-body-mb", "1")
+    try:
+        reply = post(url, {"query": ["x" * 2**21], "labels": [TVG]}, token=None)
+        assert reply.status_code == 413 and "--max-body-mb" in reply.json()["error"]
+        assert requests.get(f"{url}/health", timeout=10).json()["rejected"] == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.mark.parametrize("token", [None, "wrong-token"])
 def test_missing_or_wrong_token_is_refused(server, token):
     reply = post(server, {"query": ["x"], "labels": [TVG]}, token=token)

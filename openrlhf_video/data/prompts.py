@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from openrlhf_video.data.records import DataError, Skips, validate_record, write_jsonl
+from reward_plugins.scoring import record_label
 
 # Temporal-R1's R1 system prompt (its training scripts). Its last sentence there, "Output the
 # final answer in JSON format.", is grounding-specific, so it moved into the task templates.
@@ -56,17 +57,8 @@ def render_prompt(processor, record: dict, *, think: bool = True) -> str:
 
 
 def label_json(record: dict) -> str:
-    """The label OpenRLHF hands the reward (`--data.label_key`): DESIGN.md's label fields as JSON.
-
-    A record's span is in the whole video's seconds, but the model only sees its clip, on a time
-    axis that starts at the clip's start (VideoFrames.metadata; qwen-vl-utils alike in eval), so
-    with a clip the span and duration are given on that axis: the answer the model can give.
-    """
-    label = {key: record[key] for key in ("task", "answer", "options", "span", "duration")}
-    if record.get("clip") and record["span"] is not None:
-        start, end = record["clip"]
-        label.update(span=[record["span"][0] - start, record["span"][1] - start], duration=end - start)
-    return json.dumps(label)
+    """The label OpenRLHF hands the reward (`--data.label_key`): `reward_plugins.record_label` as JSON."""
+    return json.dumps(record_label(record))
 
 
 def with_duration(record: dict, video_path) -> dict:
