@@ -126,4 +126,17 @@ def test_rows_cli_writes_what_openrlhf_reads(tiny_model_dir, synthetic_data, tmp
     assert data_main(["rows", str(config), "--processor", str(tiny_model_dir), "-o", str(out), "--no-think"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and all(NO_THINK_SYSTEM_PROMPT in r["prompt"] for r in rows)
-    assert "--data.image_key video" in capsys.readouterr().out
+    assert "--data.image_key video --video.no_think" in capsys.readouterr().out  # the reward must not want <think>
+
+
+def test_rows_with_and_without_clips_load_in_any_order(processor, records, synthetic_data, tmp_path):
+    """`datasets` infers a JSON file's schema from its first chunk (10 MiB, OpenRLHF's loading):
+    a first chunk of null clips and a later [start, end] fail to load unless a clipped row leads."""
+    import datasets
+
+    clipped = [{**r, "id": f"{r['id']}@clip", "clip": [0.0, 4.0]} for r in records if r["task"] == "mcq"][:2]
+    dataset = VideoPromptDataset(records + clipped, processor, video_root=synthetic_data)
+    rows_file = dataset.to_jsonl(tmp_path / "rows.jsonl")
+    loaded = datasets.load_dataset("json", data_files=str(rows_file), chunksize=4096, cache_dir=str(tmp_path / "hf"))["train"]
+    assert loaded["id"] == [clipped[0]["id"]] + [r["id"] for r in records] + [clipped[1]["id"]]
+    assert loaded[0]["video"]["clip"] == [0.0, 4.0] and loaded[1]["video"]["clip"] is None

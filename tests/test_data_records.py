@@ -229,7 +229,7 @@ def test_check_reports_a_table_and_the_problems_with_file_and_line(tmp_path, syn
     config = write(tmp_path / "data.yaml", f"datasets:\n  - path: recs.jsonl\n    video_root: {synthetic_data}\n")
     assert data_main(["check", str(config)]) == 1
     out = capsys.readouterr().out
-    assert "recs.jsonl" in out and "records" in out and "problems" in out
+    assert "recs.jsonl" in out and "selected" in out and "problems" in out
     assert "6 problem(s)" in out
     assert "recs.jsonl:5: " in out and "nowhere.mp4: video file not found" in out
     assert "recs.jsonl:6: " in out and "video does not decode" in out
@@ -242,3 +242,12 @@ def test_check_reports_a_table_and_the_problems_with_file_and_line(tmp_path, syn
     result = subprocess.run([sys.executable, "-m", "openrlhf_video", "data", "check", str(good)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "all records OK" in result.stdout and "checking records.jsonl" in result.stderr  # the progress bar
+
+
+def test_check_finds_ids_repeated_by_a_file_listed_twice_and_a_fraction_never_selects_nothing(tmp_path, synthetic_data, capsys):
+    entry = f"  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n"
+    twice = write(tmp_path / "twice.yaml", "datasets:\n" + entry + entry)
+    assert data_main(["check", str(twice), "--no-decode"]) == 1
+    assert "32 problem(s)" in capsys.readouterr().out  # each record of the second listing
+    small = write(tmp_path / "small.yaml", "datasets:\n" + entry + "    sample: 0.01\n")
+    assert len(load_config(small)) == 1  # 0.32 of a record rounds up, as in Temporal-R1's loader

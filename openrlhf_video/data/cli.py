@@ -48,16 +48,17 @@ def check(args) -> int:
     from openrlhf_video.data.frames import video_info
 
     rows, problems, infos, first_seen = [], [], {}, {}
-    for entry in config_datasets(args.config):
+    for entry_number, entry in enumerate(config_datasets(args.config)):
         skips = Skips(math.inf, quiet=True)  # collect every problem, stop at none
         located = list(located_dataset(entry, skips=skips))
         found = list(skips.problems)
         durations = {}  # video -> seconds, for the videos that decode
         for where, record in tqdm(located, desc=f"checking {entry['path'].name}", disable=args.no_decode):
             try:
-                # Results are keyed by id downstream (selection statistics, eval logs).
-                if first_seen.setdefault(record["id"], where) != where:
-                    raise DataError(f"{where}: id: {record['id']!r} was already used at {first_seen[record['id']]}")
+                # Results are keyed by id downstream (selection statistics, eval logs). A file listed
+                # twice in a config repeats its `where`s, so the entry is part of what is compared.
+                if first_seen.setdefault(record["id"], (entry_number, where)) != (entry_number, where):
+                    raise DataError(f"{where}: id: {record['id']!r} was already used at {first_seen[record['id']][1]}")
                 if args.no_decode:
                     continue
                 if record["video"] not in infos:
@@ -77,10 +78,10 @@ def check(args) -> int:
                 found.append(e)
         problems += found
         hours = "-" if args.no_decode else f"{sum(durations.values()) / 3600:.2f}"
-        rows.append((str(entry["path"]), entry["format"], str(len(located) + len(skips.problems)), str(len(found)),
+        rows.append((str(entry["path"]), entry["format"], str(len(located)), str(len(found)),
                      str(len({r["video"] for _, r in located})), hours))  # fmt: skip
 
-    header = ("dataset", "format", "records", "problems", "videos", "video hours")
+    header = ("dataset", "format", "selected", "problems", "videos", "video hours")
     table = [header] + rows
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
@@ -108,7 +109,8 @@ def rows(args) -> int:
     dataset = VideoPromptDataset(records, processor, think=not args.no_think, skips=skips)
     dataset.to_jsonl(args.output)
     print(f"wrote {len(dataset)} rows to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else ""))
-    print("train with: --data.prompt_dataset", args.output, "--data.input_key prompt --data.label_key label --data.image_key video")
+    print("train with: --data.prompt_dataset", args.output, "--data.input_key prompt --data.label_key label --data.image_key video",
+          "--video.no_think" if args.no_think else "")  # the reward's format rule must be the prompts' (think or not)
     return 0
 
 

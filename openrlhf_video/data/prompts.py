@@ -109,5 +109,8 @@ class VideoPromptDataset:
         return self.rows[index]
 
     def to_jsonl(self, path) -> Path:
-        """Write the rows where `--data.prompt_dataset` can read them (atomically)."""
-        return write_jsonl(self.rows, path)
+        """Write the rows where `--data.prompt_dataset` can read them (atomically). The first row
+        with a clip goes first: `datasets` infers the JSON schema from the first 10 MiB, and where
+        every clip there is null, a later [start, end] fails to load. The rest keep their order."""
+        first = next((i for i, row in enumerate(self.rows) if row["video"]["clip"]), 0)
+        return write_jsonl([*self.rows[first : first + 1], *self.rows[:first], *self.rows[first + 1 :]], path)

@@ -362,7 +362,8 @@ def located_dataset(entry: dict, *, skips: Skips | None = None):
     """Yield `(where, record)` for the records one config entry selects, videos as absolute paths."""
     located = list(located_records(entry["path"], entry["format"], video_ext=entry["video_ext"], skips=skips))
     sample = entry["sample"]
-    count = min(sample, len(located)) if isinstance(sample, int) else round(sample * len(located))
+    # A fraction rounds up, as Temporal-R1's loader does: a positive fraction never selects nothing.
+    count = min(sample, len(located)) if isinstance(sample, int) else math.ceil(sample * len(located))
     for i in sorted(random.Random(entry["seed"]).sample(range(len(located)), count)):
         where, record = located[i]
         if entry["video_root"] and not os.path.isabs(record["video"]):
