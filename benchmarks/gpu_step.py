@@ -74,7 +74,7 @@ def time_training(model, args):
     from openrlhf_video import patches
 
     # The training-side patches only: the vLLM ones need vLLM, which this side does not.
-    patches._patch_transformers_rope_index()
+    patches.transformers_rope_index_as_trained()
     patches._patch_actor_forward()
     actor = Actor(model)  # an instance: set what Actor(path) would have detected
     actor.is_vlm, actor._vlm_config, actor.packing_samples = True, model.config, False

@@ -58,9 +58,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     for flag, value, least in (("--samples", args.samples, 2), ("--k", args.k, 2), ("--steps", args.steps, 1),
                                ("--prompts-per-step", args.prompts_per_step, 1), ("--videos", args.videos, 1),
-                               ("--eval-videos", args.eval_videos, 1)):  # fmt: skip
+                               ("--eval-videos", args.eval_videos, 1), ("--max-new-tokens", args.max_new_tokens, 1)):  # fmt: skip
         if value < least:
             parser.error(f"{flag} {value}: at least {least}")
+    for flag, value in (("--lr", args.lr), ("--warm-start-lr", args.warm_start_lr)):
+        if not value > 0:  # AdamW refuses it, but only after the warm start and selection
+            parser.error(f"{flag} {value}: must be positive")
     if args.total_pixels // 12 < EVAL_MIN_PIXELS:  # checked now, not after the warm start and selection
         parser.error(f"--total-pixels {args.total_pixels}: at least {12 * EVAL_MIN_PIXELS} (eval gives each of ~12 frames 1/12)")
     # vLLM's CPU worker logs a warning for every torch.set_num_threads call (hundreds per run) and

@@ -21,9 +21,11 @@ import lmms_tasks
 
 # `--tasks list` and friends print and exit without results; they succeed when lmms-eval does.
 LISTINGS = {"list", "list_groups", "list_tags", "list_subtasks"}
-# lmms-eval's CLI without indexing its own tasks: for runs of our `rlt_` tasks only (patches.py).
-OUR_TASKS_ONLY = ("from openrlhf_video import patches; patches.lmms_eval_index_included_tasks_only(); "
-                  "from lmms_eval.__main__ import cli_evaluate; cli_evaluate()")  # fmt: skip
+# lmms-eval's CLI with Qwen2.5-VL's positions as the model was trained (transformers 5's generate
+# gives the text after a video others: docs/upstream/), and, for runs of our `rlt_` tasks only,
+# without indexing lmms-eval's own tasks (patches.py).
+LMMS_EVAL = ("from openrlhf_video import patches; patches.transformers_rope_index_as_trained(); {}"
+             "from lmms_eval.__main__ import cli_evaluate; cli_evaluate()")  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +35,10 @@ def main(argv: list[str]) -> int:
             "takes only one; run `lmms-eval --include_path DIR` yourself to combine task folders",
             file=sys.stderr,
         )
+        return 2
+    if any(arg == "--config" or arg.startswith("--config=") for arg in argv):  # its tasks would go unchecked
+        print("openrlhf-video eval: give --tasks and --output_path on the command line instead of --config, "
+              "so that the results of every task can be checked", file=sys.stderr)  # fmt: skip
         return 2
     known = argparse.ArgumentParser(add_help=False)
     known.add_argument("--tasks")
@@ -54,8 +60,8 @@ def main(argv: list[str]) -> int:
             print(f"openrlhf-video eval: --output_path {args.output_path} is not a writable directory", file=sys.stderr)
             return 2
     ours_only = args.tasks is not None and all(name.startswith("rlt_") for name in args.tasks.split(","))
-    entry = ["-c", OUR_TASKS_ONLY] if ours_only else ["-m", "lmms_eval"]
-    command = [sys.executable, *entry, *argv, "--include_path", str(lmms_tasks.TASKS_DIR)]
+    code = LMMS_EVAL.format("patches.lmms_eval_index_included_tasks_only(); " if ours_only else "")
+    command = [sys.executable, "-c", code, *argv, "--include_path", str(lmms_tasks.TASKS_DIR)]
     if args.tasks is None or args.tasks in LISTINGS:
         return subprocess.call(command)
 

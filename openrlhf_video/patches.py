@@ -4,8 +4,8 @@ OpenRLHF 0.11.2 trains VLMs on images only; with videos it is silently wrong in 
 below (measured in shared/ENVIRONMENT.md). Each patch names the upstream version and function it
 changes and why, and has a test that fails without it (tests/test_patches.py, tests/test_rollout.py).
 
-`lmms_eval_index_included_tasks_only()`, the one lmms-eval patch, is for `openrlhf-video eval`'s
-lmms-eval process. `apply()` (the training patches) is idempotent and runs in the driver
+`lmms_eval_index_included_tasks_only()`, the one lmms-eval patch, and
+`transformers_rope_index_as_trained()` are for `openrlhf-video eval`'s lmms-eval process. `apply()` (the training patches) is idempotent and runs in the driver
 (`openrlhf-video train`) and, as Ray's `worker_process_setup_hook`, in every Ray worker: patches
 made in the driver alone do not reach the modules that workers import afresh (Actor,
 ActorPPOTrainer, transformers).
@@ -112,7 +112,9 @@ def qwen25vl_get_rope_index(
     return position_ids, torch.tensor(deltas, device=input_ids.device).unsqueeze(1)
 
 
-def _patch_transformers_rope_index():
+def transformers_rope_index_as_trained():
+    """transformers 5.19 `Qwen2_5_VLModel.get_rope_index` -> `qwen25vl_get_rope_index` (vLLM's rule,
+    the original model's): for the training forward, and for `generate` in lmms-eval's process."""
     from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
 
     _replace(modeling_qwen2_5_vl.Qwen2_5_VLModel, "get_rope_index", qwen25vl_get_rope_index)
@@ -259,7 +261,7 @@ def apply() -> None:
     """Apply every training patch, once per process. Runs as Ray's worker_process_setup_hook too."""
     if "Actor.forward" in UPSTREAM:
         return
-    _patch_transformers_rope_index()
+    transformers_rope_index_as_trained()
     _patch_actor_forward()
     _patch_vllm_engine()
     _patch_vllm_video_metadata()

@@ -144,10 +144,12 @@ def file_rollouts(records: list[dict], path: str):
                 responses[row["id"]].append(str(row["response"]))
             except (ValueError, KeyError, TypeError) as e:
                 raise DataError(f"{path}:{lineno}: expected {{\"id\": ..., \"response\": ...}} ({e})") from None
-    for record in records:
-        if len(responses.get(record["id"], ())) < 2:
-            got = len(responses.get(record["id"], ()))
-            raise DataError(f"{path}: record {record['id']!r} has {got} responses; selection needs at least 2")
+    usual = Counter(len(responses.get(record["id"], ())) for record in records).most_common(1)[0][0] if records else 0
+    for record in records:  # one K for all: the keep rules mean different things at K=2 and K=8
+        got = len(responses.get(record["id"], ()))
+        if got < 2 or got != usual:
+            raise DataError(f"{path}: record {record['id']!r} has {got} responses; selection needs at least 2, "
+                            f"and the same number for every record (most have {usual})")  # fmt: skip
     unknown = set(responses) - {r["id"] for r in records}
     if unknown:
         logger.warning("%s: %d ids are not among the data's records (ignored), e.g. %r", path, len(unknown), min(unknown))
@@ -273,8 +275,9 @@ def write_report(out_dir: Path, records: list[dict], all_stats: list[dict], kept
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Video paths as absolute ones: the config's video_root was relative to where select ran.
     with open(out_dir / "kept.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records if r["id"] in kept)
+        f.writelines(json.dumps({**r, "video": os.path.abspath(r["video"])}) + "\n" for r in records if r["id"] in kept)
     (out_dir / "kept.yaml").write_text("datasets:\n  - path: kept.jsonl\n    format: records\n")
 
     total, kept_by = Counter(), Counter()
@@ -291,7 +294,7 @@ def write_report(out_dir: Path, records: list[dict], all_stats: list[dict], kept
         "zero_variance_groups": sum(s["reward_std"] == 0.0 for s in scored),
         "kept_per_group": {key: f"{kept_by[key]}/{n}" for key, n in sorted(total.items())},
         "reward_mean_histogram": _histogram([s["reward_mean"] for s in scored], 0.0, 1.0),
-        "reward_std_histogram": _histogram([s["reward_std"] for s in scored], 0.0, 0.5),
+        "reward_std_histogram": _histogram([s["reward_std"] for s in scored], 0.0, MAX_SPREAD),
         "spread_histogram": _histogram([spread(s) for s in scored], 0.0, MAX_SPREAD),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -334,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--policy", help="model directory to roll out (the starting policy)")
     source.add_argument("--rollouts", help='JSONL of {"id", "response"}, K lines per record: select without a model')
     p.add_argument("--out", required=True, help="output directory (a rerun into it resumes)")
-    p.add_argument("--k", type=int, default=8, help="rollouts per record (at least 2)")
+    p.add_argument("--k", type=int, default=8, help="rollouts per record (at least 2; with --rollouts, the file's)")
     p.add_argument("--std-threshold", action="append", default=[], metavar="[TASK=]STD",
                    help=f"minimum IoU std for continuous tasks (default {DEFAULT_STD_THRESHOLD}); repeat as tvg=0.15 per task")  # fmt: skip
     p.add_argument("--budget", type=int, help="keep at most this many records, highest spread first")
@@ -367,6 +370,11 @@ def main(argv: list[str]) -> int:
 def select(args) -> int:
     if args.k < 2:
         raise DataError(f"--k {args.k}: selection compares rollouts, it needs at least 2")
+    for flag in ("max_new_tokens", "batch_size", "tensor_parallel_size"):
+        if getattr(args, flag) < 1:
+            raise DataError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+    if not args.temperature >= 0:
+        raise DataError(f"--temperature {args.temperature}: must be 0 or more")
     if args.budget is not None and args.budget < 0:
         raise DataError(f"--budget {args.budget}: a number of records, at least 0")
     thresholds = parse_thresholds(args.std_threshold)

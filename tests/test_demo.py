@@ -29,15 +29,18 @@ def demo(tmp_path_factory):
     return out, run.stdout, json.loads((out / "summary.json").read_text())
 
 
-@pytest.mark.parametrize("flag, value", [("--samples", 1), ("--steps", 0), ("--total-pixels", 1000)])
+@pytest.mark.parametrize("flag, value", [("--samples", 1), ("--steps", 0), ("--total-pixels", 1000), ("--max-new-tokens", 0),
+                                         ("--lr", -0.001), ("--warm-start-lr", 0.0)])
 def test_settings_that_would_fail_late_are_refused_at_once(flag, value, tmp_path, capsys):
     """--samples 1 gave NaN weights (group_norm of one sample), --steps 0 a crash in the final
-    table, a small --total-pixels an eval error: after minutes of warm start and selection."""
+    table, a small --total-pixels an eval error, --max-new-tokens 0 a vLLM error and a negative
+    --lr an AdamW error: after minutes of warm start and selection."""
     from openrlhf_video import demo
 
     with pytest.raises(SystemExit):
         demo.main(["--out", str(tmp_path), flag, str(value)])
-    assert f"{flag} {value}: at least" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    err = capsys.readouterr().err
+    assert f"{flag} {value}: " in err and ("at least" in err or "positive" in err) and not list(tmp_path.iterdir())
 
 
 def test_terminal_shows_every_stage_its_time_and_the_final_table(demo):

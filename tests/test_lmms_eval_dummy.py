@@ -170,7 +170,27 @@ def test_runs_of_our_tasks_skip_indexing_lmms_evals_own(monkeypatch, tmp_path):
     monkeypatch.setattr(evaluate.subprocess, "call", lambda command: commands.append(command) or 1)
     for names in ("rlt_charades_sta,rlt_mvbench", "rlt_charades_sta,mme"):
         evaluate.main(["--model", "dummy", "--tasks", names, "--output_path", str(tmp_path)])
-    assert commands[0][1:3] == ["-c", evaluate.OUR_TASKS_ONLY] and commands[1][1:3] == ["-m", "lmms_eval"]
+    assert "lmms_eval_index_included_tasks_only" in commands[0][2] and "lmms_eval_index" not in commands[1][2]
+
+
+def test_lmms_evals_process_generates_with_the_positions_the_model_was_trained_with(monkeypatch, tmp_path):
+    """lmms-eval's qwen2_5_vl backend runs transformers' generate, whose 5.x get_rope_index gives
+    the text after a video other positions than training (docs/upstream/): eval's process puts
+    them right, whatever the tasks."""
+    import lmms_eval.__main__
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
+
+    from openrlhf_video import patches
+
+    monkeypatch.setattr(Qwen2_5_VLModel, "get_rope_index", Qwen2_5_VLModel.get_rope_index)  # put back afterwards
+    monkeypatch.setattr(patches, "UPSTREAM", dict(patches.UPSTREAM))
+    commands = []
+    monkeypatch.setattr(evaluate.subprocess, "call", lambda command: commands.append(command) or 1)
+    evaluate.main(["--model", "dummy", "--tasks", "rlt_charades_sta,mme", "--output_path", str(tmp_path)])
+    ran = []
+    monkeypatch.setattr(lmms_eval.__main__, "cli_evaluate", lambda: ran.append(Qwen2_5_VLModel.get_rope_index))
+    exec(commands[0][2], {})  # what `python -c` runs in lmms-eval's process
+    assert ran == [patches.qwen25vl_get_rope_index]
 
 
 def test_a_task_name_typo_or_an_unwritable_output_fails_before_lmms_eval_starts(monkeypatch, capsys):
@@ -179,6 +199,8 @@ def test_a_task_name_typo_or_an_unwritable_output_fails_before_lmms_eval_starts(
     assert "unknown task rlt_charades; ours: rlt_activitynet_tvg, rlt_charades_sta," in capsys.readouterr().err
     assert evaluate.main(["--model", "dummy", "--tasks", "rlt_charades_sta", "--output_path", "/proc/no/such"]) == 2
     assert "--output_path /proc/no/such is not a writable directory" in capsys.readouterr().err
+    assert evaluate.main(["--config", "eval.yaml"]) == 2  # lmms-eval's YAML would hide the tasks from our check
+    assert "instead of --config" in capsys.readouterr().err
 
 
 def test_a_hub_dataset_that_cannot_load_says_how_to_use_local_files(monkeypatch):

@@ -55,8 +55,12 @@ CASES = {
     "gqa_iou": (_record("gqa_iou", "gqa", options=OPTIONS, answer="A", span=[2, 6]),
                 [f'<answer>{{"choice": "A", "start_time": {s}, "end_time": {e}}}</answer>' for s, e in
                  [(2, 6), (2, 6), (7, 9), (7, 9)]], {"accuracy_mean": 1.0, "iou_mean": 0.5, "iou_std": math.sqrt(1 / 3)}),
+    # grounded QA the other way round: the IoU is the same every time, the answer varies -> kept through accuracy
+    "gqa_answer": (_record("gqa_answer", "gqa", options=OPTIONS, answer="A", span=[2, 6]),
+                   [f'<answer>{{"choice": "{c}", "start_time": 2, "end_time": 4}}</answer>' for c in "ABAB"],
+                   {"accuracy_mean": 0.5, "iou_mean": 0.5, "iou_std": 0.0}),
 }
-KEPT_AT_DEFAULT = {"tvg_spread", "tvg_small", "mcq_mixed", "gqa_iou"}
+KEPT_AT_DEFAULT = {"tvg_spread", "tvg_small", "mcq_mixed", "gqa_iou", "gqa_answer"}
 
 
 def test_record_stats_match_hand_computed_values():
@@ -71,11 +75,11 @@ def test_keep_rules_per_task_thresholds_and_budget():
     stats = [select.record_stats(record, responses) for record, responses, _ in CASES.values()]
     assert select.choose(stats, select.parse_thresholds([])) == KEPT_AT_DEFAULT
     assert select.choose(stats, select.parse_thresholds(["tvg=0.2"])) == KEPT_AT_DEFAULT - {"tvg_small"}
-    assert select.choose(stats, select.parse_thresholds(["0.5"])) == {"mcq_mixed", "gqa_iou"}  # IoU std 0.577
-    assert select.choose(stats, select.parse_thresholds(["0.5", "gqa=0.6"])) == {"mcq_mixed"}
+    assert select.choose(stats, select.parse_thresholds(["0.5"])) == {"mcq_mixed", "gqa_iou", "gqa_answer"}  # IoU std 0.577; discrete
+    assert select.choose(stats, select.parse_thresholds(["0.5", "gqa=0.6"])) == {"mcq_mixed", "gqa_answer"}
     # budget: highest spread first (gqa 0.577 = mcq 0.577 > tvg_spread 0.408 > tvg_small 0.125), ties by id
-    assert select.choose(stats, select.parse_thresholds([]), budget=3) == {"gqa_iou", "mcq_mixed", "tvg_spread"}
-    assert select.choose(stats, select.parse_thresholds([]), budget=1) == {"gqa_iou"}
+    assert select.choose(stats, select.parse_thresholds([]), budget=4) == {"gqa_answer", "gqa_iou", "mcq_mixed", "tvg_spread"}
+    assert select.choose(stats, select.parse_thresholds([]), budget=1) == {"gqa_answer"}
 
 
 @pytest.mark.parametrize("bad", ["mcq=0.1", "nope=0.1", "tvg=x", "abc", "nan", "tvg=-0.1"])
@@ -102,12 +106,15 @@ def test_rollouts_mode_writes_every_output_and_reselects_without_rollouts(tmp_pa
     assert sorted(s["id"] for s in stats) == sorted(CASES)
     kept = load_config(out / "kept.yaml")  # the data config is ready for training
     assert {r["id"] for r in kept} == KEPT_AT_DEFAULT
-    assert kept[0] == CASES[kept[0]["id"]][0]  # the records themselves, unchanged
+    original = CASES[kept[0]["id"]][0]  # the records themselves, videos made absolute (kept.yaml works from anywhere)
+    assert kept[0] == {**original, "video": os.path.abspath(original["video"])} and os.path.isabs(kept[0]["video"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records"] == len(CASES) and summary["kept"] == len(KEPT_AT_DEFAULT) and summary["failed"] == 0
-    assert summary["kept_per_group"] == {"source:other": "1/2", "source:unit": "3/5", "task:gqa": "1/1",
+    assert summary["kept_per_group"] == {"source:other": "1/2", "source:unit": "4/6", "task:gqa": "2/2",
                                          "task:mcq": "1/2", "task:oeqa": "0/1", "task:tvg": "2/3"}  # fmt: skip
     assert sum(summary["spread_histogram"]["counts"]) == len(CASES)
+    # a sample std reaches 0.577 here (0.707 at K=2): the histogram's range must hold it, not clamp it
+    assert summary["reward_std_histogram"]["edges"][-1] == select.MAX_SPREAD
     assert summary["zero_variance_groups"] == 2  # mcq_all_right, oeqa_all_wrong
     png = (out / "spread_hist.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -117,8 +124,8 @@ def test_rollouts_mode_writes_every_output_and_reselects_without_rollouts(tmp_pa
     rollouts.unlink()
     assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(out), "--budget", "1"]) == 0
     assert (out / "stats.jsonl").read_text() == before
-    assert [r["id"] for r in load_config(out / "kept.yaml")] == ["gqa_iou"]
-    assert "kept 1 of 7" in capsys.readouterr().out
+    assert [r["id"] for r in load_config(out / "kept.yaml")] == ["gqa_answer"]
+    assert "kept 1 of 8" in capsys.readouterr().out
 
 
 def test_a_record_without_a_duration_is_scored_with_its_videos_as_in_training(tmp_path, synthetic_data):
@@ -152,6 +159,14 @@ def test_rollouts_file_problems_are_named(tmp_path, capsys):
     data, rollouts = _write_inputs(tmp_path, records, {k: c[1] for k, c in CASES.items() if k != "gqa_iou"})
     assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "b")]) == 2
     assert "'gqa_iou' has 0 responses" in capsys.readouterr().err
+    uneven = {k: c[1] for k, c in CASES.items()} | {"mcq_mixed": CASES["mcq_mixed"][1][:2]}  # K=2 among K=4: stats unlike
+    data, rollouts = _write_inputs(tmp_path, records, uneven)
+    assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "c")]) == 2
+    assert "'mcq_mixed' has 2 responses; selection needs at least 2, and the same number for every record (most have 4)" in capsys.readouterr().err
+    data, rollouts = _write_inputs(tmp_path, records, {k: c[1] for k, c in CASES.items()})
+    for flag, value in (("--max-new-tokens", "0"), ("--temperature", "-1"), ("--batch-size", "0")):
+        assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "d"), flag, value]) == 2
+        assert f"{flag} {value}" in capsys.readouterr().err
 
 
 def test_resume_after_a_torn_last_line_loses_and_duplicates_nothing(tmp_path):
