@@ -125,8 +125,10 @@ class AgentExecutor(AgentExecutorBase):
     def _broken_video_output(self, prompt, label, images, processor, sampling_params, error):
         """A video that cannot be read (or whose prompt does not fit --data.max_len) must not stop
         a training run: the sample becomes the prompt's text and an immediate end of turn with
-        reward 0, counted and logged. Its group then carries no advantage signal from it
-        (group_norm), and `video_failed` shows in logs."""
+        reward 0, counted and logged (a warning with the running count, which Ray forwards to the
+        driver's console). Its group then carries no advantage signal from it (group_norm), and
+        `video_failed` shows in the training metrics, except for a group whose videos all failed:
+        its reward std is 0, so the variance filter (--video.min_reward_std) drops it first."""
         self.failed_videos += 1
         logger.warning("rollout without its video (%d so far), reward 0: %s", self.failed_videos, error)
         vision_ids = set(processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS))

@@ -10,6 +10,7 @@ docs/upstream/README.md and launchers/).
 import argparse
 import os
 import runpy
+import shlex
 import sys
 from pathlib import Path
 
@@ -178,7 +179,10 @@ def main(argv: list[str]) -> int:
     openrlhf_argv, env = build(argv)
     if "--video.dry_run" in argv:
         args = openrlhf_args(openrlhf_argv)
-        print(" ".join(openrlhf_argv))
+        # For an own launcher (docs/upstream/README.md), quoted to paste: the variables go to every
+        # Ray worker (runtime_env env_vars) and the driver; without them the filter is a mean filter.
+        print("env:", shlex.join(f"{key}={value}" for key, value in env.items()))
+        print("flags:", shlex.join(openrlhf_argv))
         for group, values in sorted(vars(args).items()):
             print(f"--{group}: {vars(values) if hasattr(values, '__dict__') else values}")
         return 0

@@ -2,6 +2,7 @@
 parser (train_ppo_ray itself needs GPUs: on a GPU-less Ray cluster it waits forever)."""
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def test_dry_run_resolves_the_flags_with_openrlhfs_own_checks(capsys):
     out = capsys.readouterr().out
     assert f"'agent_func_path': '{ROLLOUT_FILE}'" in out and "'image_key': 'video'" in out
     assert "'remote_url': ['agent']" in out  # OpenRLHF's rule: the agent executor scores rewards
+    env_line, flags_line = (line for line in out.splitlines() if line.startswith(("env: ", "flags: ")))
+    assert "OPENRLHF_VIDEO_MIN_REWARD_STD=0.0" in env_line and "OPENRLHF_VIDEO_FPS=2.0" in env_line
+    assert shlex.split(flags_line.removeprefix("flags: "))[:2] == USER[:2]  # quoted: pastes back as the same argv
     with pytest.raises(AssertionError, match="n_samples_per_prompt > 1"):  # its checks run too
         main(["--video.dry_run", "--actor.model_name_or_path", "m", "--algo.advantage.estimator", "group_norm"])
 

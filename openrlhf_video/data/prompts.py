@@ -86,7 +86,8 @@ class VideoPromptDataset:
         skips = skips or Skips(0)
         self.rows = []
         for record in tqdm(records, desc="prompts", disable=len(records) < 1000):
-            path = Path(video_root, record["video"]) if video_root else Path(record["video"])
+            # Absolute: Ray workers run where `ray start` ran, not where the rows were written.
+            path = (Path(video_root, record["video"]) if video_root else Path(record["video"])).absolute()
             try:
                 if not path.is_file():
                     raise DataError(f"{record['id']}: video file not found: {path}")
