@@ -63,7 +63,7 @@ def build_app(*, think: bool = True, weights: dict | None = None, token: str | N
         return web.json_response(out)
 
     async def health(request: web.Request) -> web.Response:  # counts are this worker's own
-        return web.json_response({"status": "ok", "think": think, "weights": weights or {}, **counts})
+        return web.json_response({"status": "ok", "pid": os.getpid(), "think": think, "weights": weights or {}, **counts})
 
     app = web.Application(client_max_size=max_body_mb * 2**20)
     app.add_routes([web.post("/", reward), web.post("/get_reward", reward), web.get("/health", health)])

@@ -7,6 +7,7 @@ MVBench JSON through a data config), with a duplicated query and a missing video
 
 import glob
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,15 @@ def local_data(synthetic_data, tmp_path_factory):
     (out / "activitynet.json").write_text(json.dumps(activitynet))
     # MVBench's own layout, one JSON per subtask (named by the subtask), listed in a data config.
     subtasks = [p.stem.removeprefix("rlt_mvbench_") for p in Path(evaluate.lmms_tasks.TASKS_DIR, "mvbench").glob("rlt_mvbench_*.yaml")]
-    mvbench = {}
-    for k, subtask in enumerate(sorted(subtasks)):
-        r = by_task["mcq"][k % len(by_task["mcq"])]
-        mvbench[subtask] = r
-        item = {"video": Path(r["video"]).name, "question": r["question"], "candidates": r["options"],
-                "answer": r["options"][ord(r["answer"]) - ord("A")]}  # fmt: skip
-        (out / f"{subtask}.json").write_text(json.dumps([item]))
+    # One question per subtask, but three in the first (one answered right by the dummy's B): the
+    # overall accuracy is question-weighted, which only differs from a mean of subtasks this way.
+    mvbench = {subtask: [by_task["mcq"][k % len(by_task["mcq"])]] for k, subtask in enumerate(sorted(subtasks))}
+    mcq = by_task["mcq"]
+    mvbench[min(subtasks)] = [next(r for r in mcq if r["answer"] == "B"), *[r for r in mcq if r["answer"] != "B"][:2]]
+    for subtask, rs in mvbench.items():
+        items = [{"video": Path(r["video"]).name, "question": r["question"], "candidates": r["options"],
+                  "answer": r["options"][ord(r["answer"]) - ord("A")]} for r in rs]  # fmt: skip
+        (out / f"{subtask}.json").write_text(json.dumps(items))
     config = {"datasets": [{"path": f"{s}.json", "format": "mvbench", "video_root": str(videos)} for s in subtasks]}
     (out / "mvbench.yaml").write_text(yaml.safe_dump(config))
 
@@ -104,10 +107,11 @@ def test_grounding_metrics_exact(dummy_run):
 
 def test_mvbench_per_subtask_and_overall(dummy_run):
     _, _, results, records = dummy_run
-    for subtask, r in records["mvbench"].items():
-        assert results["results"][f"rlt_mvbench_{subtask}"]["accuracy,none"] == (100.0 if r["answer"] == "B" else 0.0)
-    overall = mean([r["answer"] == "B" for r in records["mvbench"].values()])
-    assert 0 < overall < 100  # the data must make the check discriminating
+    for subtask, rs in records["mvbench"].items():
+        assert results["results"][f"rlt_mvbench_{subtask}"]["accuracy,none"] == pytest.approx(mean([r["answer"] == "B" for r in rs]))
+    overall = mean([r["answer"] == "B" for rs in records["mvbench"].values() for r in rs])  # question-weighted
+    per_subtask = [mean([r["answer"] == "B" for r in rs]) for rs in records["mvbench"].values()]
+    assert 0 < overall < 100 and overall != pytest.approx(sum(per_subtask) / len(per_subtask))  # the data discriminate
     assert results["results"]["rlt_mvbench"]["accuracy,none"] == pytest.approx(overall)
 
 
@@ -150,6 +154,8 @@ def test_check_results_names_what_is_missing(dummy_run, tmp_path):
     assert evaluate.check_results(out, ["rlt_video"], since=0) == []
     assert evaluate.check_results(out, ["rlt_video", "rlt_nosuch"], since=0) == ["no results for task 'rlt_nosuch'"]
     assert "no results file" in evaluate.check_results(tmp_path, ["rlt_video"], since=0)[0]
+    # a results file from an earlier run does not count for this one
+    assert "no results file" in evaluate.check_results(out, ["rlt_video"], since=time.time() + 1)[0]
 
 
 def test_runs_of_our_tasks_skip_indexing_lmms_evals_own(monkeypatch, tmp_path):

@@ -251,3 +251,11 @@ def test_weight_sync_resets_every_engines_caches_after_the_weights(monkeypatch):
     monkeypatch.setattr("ray.get", lambda refs: refs)
     ActorPPOTrainer.broadcast_to_vllm(SimpleNamespace(vllm_engines=[engine, engine]))
     assert events == ["weights", "reset", "reset"]
+
+
+def test_the_online_filter_uses_the_sample_std_as_selection_does():
+    """ddof=1 online and offline (select.record_stats), so one threshold means the same in both:
+    one right answer in four has sample std 0.5 (0.433 with ddof=0)."""
+    responses = patches.group_std_as_scores([{"reward": r, "scores": r} for r in (0.0, 0.0, 0.0, 1.0)], min_std=0.45)
+    assert [r["scores"] for r in responses] == [pytest.approx(0.5)] * 4
+    assert responses[0]["extra_logs"]["group_reward_std"] == pytest.approx(0.5)

@@ -144,6 +144,8 @@ def test_workers_share_one_port_and_stop_together():
     body = {"query": ["<answer>3 - 5</answer>"] * 64, "labels": [TVG] * 64}
     replies = [post(url, body, token=None) for _ in range(20)]
     assert all(r.status_code == 200 and r.json()["rewards"] == [1.0] * 64 for r in replies)
+    # The kernel spreads new connections over both processes (SO_REUSEPORT): 2^-19 odds against.
+    assert len({requests.get(f"{url}/health", timeout=10).json()["pid"] for _ in range(20)}) == 2
     process.terminate()
     assert process.wait(timeout=10) == 0
     time.sleep(0.5)

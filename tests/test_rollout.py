@@ -102,6 +102,21 @@ def test_executor_returns_what_the_training_forward_needs(tvg_group, processor, 
         assert len(response["rollout_log_probs"]) == end
 
 
+def test_executor_samples_at_the_settings_train_passes_it(processor, rows, monkeypatch):
+    """`openrlhf-video train --video.fps/--video.total_pixels` reach the executor only through
+    the environment of each Ray worker."""
+    from openrlhf_video.data.frames import load_frames
+    from openrlhf_video.rollout import AgentExecutor
+
+    row = next(r for r in rows.values() if r["id"].endswith("#tvg"))
+    monkeypatch.setenv("OPENRLHF_VIDEO_FPS", "1.0")
+    monkeypatch.setenv("OPENRLHF_VIDEO_TOTAL_PIXELS", str(64 * 28 * 28))
+    *_, mm_train_inputs, (frames, metadata) = AgentExecutor()._prepare(processor, row["prompt"], row["video"])
+    expected = load_frames(row["video"]["path"], fps=1.0, total_pixels=64 * 28 * 28)
+    assert frames.shape == expected.frames.shape and metadata["fps"] == expected.video_fps
+    assert mm_train_inputs["second_per_grid_ts"].tolist() == [pytest.approx(2 / expected.fps)]
+
+
 def test_rollout_and_training_log_probs_match(tvg_group, actor, processor):
     batch, log_probs = training_log_probs(actor, tvg_group, processor.pad_token_id)
     assert batch.action_mask.sum() >= 4 * 8  # the comparison covers real sampled tokens
