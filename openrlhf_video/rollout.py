@@ -9,7 +9,7 @@ the training forward (patched in openrlhf_video.patches to use them as vLLM did)
 
 Settings come from the environment, as for the reward file (OpenRLHF passes no arguments):
   OPENRLHF_VIDEO_FPS=2.0                  frames sampled per second of video
-  OPENRLHF_VIDEO_TOTAL_PIXELS=1605632     pixel budget of all frames (2048 visual tokens)
+  OPENRLHF_VIDEO_TOTAL_PIXELS=1605632     pixel budget of all frames (2048 visual tokens, while frames stay above min_pixels)
 plus OPENRLHF_VIDEO_THINK / OPENRLHF_VIDEO_REWARD_WEIGHTS of reward_plugins/openrlhf_reward.py.
 """
 

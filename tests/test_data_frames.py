@@ -314,6 +314,29 @@ def test_video_info_reads_duration_from_the_file(videos, tmp_path):
     assert (vf.duration, vf.video_fps, vf.total_num_frames) == (info["duration"], info["fps"], info["frames"])
 
 
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
+def test_a_copy_cut_short_is_a_data_error_not_a_shorter_video(videos, tmp_path, container):
+    """Half the bytes of an MKV (or of an MP4 with its index first) still declares the whole
+    duration: its frames would be sampled from the part left, while spans stay on 7.5 s."""
+    import av
+
+    whole = tmp_path / f"whole.{container}"
+    options = {"movflags": "faststart"} if container == "mp4" else {}
+    with av.open(str(videos["30fps"])) as src, av.open(str(whole), "w", options=options) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    assert video_info(whole)["duration"] == pytest.approx(7.5, abs=0.05)
+    half = tmp_path / f"half.{container}"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(DataError, match=f"half.{container}: truncated: its pictures cover .* of the 7.5 s it declares"):
+        video_info(half)  # what `data check` runs
+    with pytest.raises(DataError, match=f"half.{container}"):
+        load_frames(half, cache_dir=None)
+
+
 def _load_from_cache(args):
     path, cache_dir = args
     vf = load_frames(path, cache_dir=cache_dir)
@@ -329,6 +352,7 @@ def test_cache_hits_keys_and_is_safe_for_concurrent_processes(videos, tmp_path, 
         np.testing.assert_array_equal(getattr(cold, name), getattr(warm, name))
     assert warm.metadata() == cold.metadata() and warm.fps == cold.fps
     assert load_frames(videos["10fps"], cache_dir=cache, fps=1.0).backend != "cache"  # settings are in the key
+    assert load_frames(videos["10fps"], cache_dir=cache, backend="decord").backend == "decord"  # the decoder too: other pixels
     os.utime(videos["10fps"], ns=(1, 1))  # a changed file (mtime) is decoded again
     assert load_frames(videos["10fps"], cache_dir=cache).backend != "cache"
 
@@ -359,6 +383,7 @@ def test_cache_size_cap_evicts_least_recently_used(videos, tmp_path):
     [first] = cache.glob("*.npz")
     cap = int(first.stat().st_size * 2.5)  # room for two entries of about this size, not three
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=6, cache_max_bytes=cap)
+    time.sleep(0.05)  # file times tick coarsely (a few ms): a read in the same tick as the last write would tie
     assert load_frames(videos["10fps"], cache_dir=cache, fps=1.0).backend == "cache"  # the first is read again: most recent
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=8, cache_max_bytes=cap)
     entries = list(cache.glob("*.npz"))

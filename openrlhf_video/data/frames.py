@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 PATCH_FACTOR = 28  # Qwen2.5-VL: patch 14 x spatial merge 2
 # Frame rates that the millisecond timestamps of MKV, WebM and FLV only approximate.
 STANDARD_RATES = (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0, 120.0)
-CACHE_VERSION = 4  # bump when the sampling, the pixels or the stored layout change
+CACHE_VERSION = 5  # bump when the sampling, the pixels or the stored layout change
 DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "frames"
 )
@@ -105,7 +105,7 @@ def load_frames(
     except OSError as e:
         raise DataError(f"{path}: video not readable ({e.strerror})") from None
     settings = dict(clip=list(clip) if clip else None, fps=fps, min_frames=min_frames, max_frames=max_frames,
-                    total_pixels=total_pixels, min_pixels=min_pixels, max_pixels=max_pixels)  # fmt: skip
+                    total_pixels=total_pixels, min_pixels=min_pixels, max_pixels=max_pixels, backend=backend)  # fmt: skip
     cache_file = None
     if cache_dir is not None:
         key = json.dumps([CACHE_VERSION, str(path.resolve()), stat.st_size, stat.st_mtime_ns, settings])
@@ -204,6 +204,7 @@ def _read_pyav(path: Path, plan):
             read = list(read)
             times = [pts for pts, _, _, shown in read if shown]
             total, video_fps = len(times), _rate_of(times, time_base, video_fps)
+            _check_complete(path, times, time_base, video_fps, container, stream)
             read = iter(read)
         indices, size, start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
         t0 = (stream.start_time or 0) * time_base
@@ -222,6 +223,9 @@ def _read_pyav(path: Path, plan):
             if is_keyframe:
                 keyframes.append((picture_pts, picture_dts))
                 last_keyframe = round((picture_pts * time_base - t0) * video_fps)
+        else:  # read to the end: a copy cut short shows here (an MP4's index counts the pictures cut off)
+            if start == 0:  # from the first picture (after a seek to a clip, those before it are not read)
+                _check_complete(path, pts, time_base, video_fps, container, stream)
         pts = np.unique(pts)
         targets = pts[on_screen(pts * time_base - t0, indices, video_fps)]
         # AVI stores no presentation times: FFmpeg numbers its packets in decoding order, which
@@ -252,6 +256,17 @@ def _pictures(container, stream):
     Not shown: the pictures an MP4 edit list cuts off (`ffmpeg -ss ... -c copy`), decoded only as
     references."""
     return ((p.pts, p.dts, p.is_keyframe, not p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size)
+
+
+def _check_complete(path: Path, times: list[int], time_base: float, video_fps: float, container, stream) -> None:
+    """DataError when the pictures (pts `times`) end well before the duration the file declares:
+    a copy cut short. Its frames would be sampled from the part that is left, silently, while
+    spans stay on the whole video's time axis. Not judged where nothing is declared (live MKV)."""
+    declared = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
+    if declared and times and video_fps:
+        covered = (max(times) - min(times)) * time_base + 1 / video_fps
+        if covered < declared - max(1.0, 0.05 * declared):
+            raise DataError(f"{path}: truncated: its pictures cover {covered:.1f} s of the {declared:.1f} s it declares")
 
 
 def _rate_of(times: list[int], time_base: float, container_rate: float) -> float:
@@ -359,15 +374,18 @@ def video_info(video_path) -> dict:
             stream = container.streams.video[0]
             next(container.decode(stream))
             video_fps = float(stream.average_rate or stream.guessed_rate or 0)
+            # Every picture's time, read without decoding (from the first packet, after the decode
+            # above): a file cut short shows here, and an MKV or WebM written live has no duration else.
+            with av.open(str(path)) as again:
+                times = [pts for pts, _, _, shown in _pictures(again, again.streams.video[0]) if shown]
             if stream.duration:
                 duration = float(stream.duration * stream.time_base)
             elif container.duration:
                 duration = container.duration / 1e6
-            else:  # an MKV or WebM written live: count the pictures (no decoding), as load_frames does
-                with av.open(str(path)) as again:  # from the first packet (after the decode above)
-                    times = [pts for pts, _, _, shown in _pictures(again, again.streams.video[0]) if shown]
+            else:  # as load_frames does
                 video_fps = _rate_of(times, float(stream.time_base), video_fps)
                 duration = len(times) / video_fps if times and video_fps else None
+            _check_complete(path, times, float(stream.time_base), video_fps, container, stream)
             frames = stream.frames or (round(duration * video_fps) if duration else 0)
             return {"duration": duration, "fps": video_fps, "frames": frames,
                     "width": stream.codec_context.width, "height": stream.codec_context.height}  # fmt: skip
