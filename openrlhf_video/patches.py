@@ -5,7 +5,8 @@ below (measured in shared/ENVIRONMENT.md). Each patch names the upstream version
 changes and why, and has a test that fails without it (tests/test_patches.py, tests/test_rollout.py).
 
 `lmms_eval_index_included_tasks_only()`, the one lmms-eval patch, and
-`transformers_rope_index_as_trained()` are for `openrlhf-video eval`'s lmms-eval process. `apply()` (the training patches) is idempotent and runs in the driver
+`transformers_rope_index_as_trained()` are for `openrlhf-video eval`'s lmms-eval process.
+`apply()` (the training patches) is idempotent and runs in the driver
 (`openrlhf-video train`) and, as Ray's `worker_process_setup_hook`, in every Ray worker: patches
 made in the driver alone do not reach the modules that workers import afresh (Actor,
 ActorPPOTrainer, transformers).

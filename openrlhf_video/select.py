@@ -144,11 +144,11 @@ def file_rollouts(records: list[dict], path: str):
                 responses[row["id"]].append(str(row["response"]))
             except (ValueError, KeyError, TypeError) as e:
                 raise DataError(f"{path}:{lineno}: expected {{\"id\": ..., \"response\": ...}} ({e})") from None
-    usual = Counter(len(responses.get(record["id"], ())) for record in records).most_common(1)[0][0] if records else 0
-    for record in records:  # one K for all: the keep rules mean different things at K=2 and K=8
-        got = len(responses.get(record["id"], ()))
+    counts = {record["id"]: len(responses.get(record["id"], ())) for record in records}
+    usual = Counter(counts.values()).most_common(1)[0][0] if counts else 0
+    for record_id, got in counts.items():  # one K for all: the keep rules mean different things at K=2 and K=8
         if got < 2 or got != usual:
-            raise DataError(f"{path}: record {record['id']!r} has {got} responses; selection needs at least 2, "
+            raise DataError(f"{path}: record {record_id!r} has {got} responses; selection needs at least 2, "
                             f"and the same number for every record (most have {usual})")  # fmt: skip
     unknown = set(responses) - {r["id"] for r in records}
     if unknown:

@@ -13,7 +13,7 @@ from types import MethodType
 
 from tqdm import tqdm
 
-from openrlhf_video.data import label_json
+from reward_plugins import record_label
 
 THINK = "<think>I watch the video and find the square.</think>"
 
@@ -21,7 +21,7 @@ THINK = "<think>I watch the video and find the square.</think>"
 def answer_text(record: dict, *, think: bool = True) -> str:
     """The record's ground truth as a full-reward response in the format its prompt asks for."""
     task = record["task"]
-    span = json.loads(label_json(record))["span"]  # on the time axis the model sees (a clip's, with one)
+    span = record_label(record)["span"]  # on the time axis the model sees (a clip's, with one)
     if task == "tvg":
         answer = json.dumps({"start_time": span[0], "end_time": span[1]})
     elif task == "gqa":

@@ -224,7 +224,8 @@ def _read_pyav(path: Path, plan):
                 keyframes.append((picture_pts, picture_dts))
                 last_keyframe = round((picture_pts * time_base - t0) * video_fps)
         else:  # read to the end: a copy cut short shows here (an MP4's index counts the pictures cut off)
-            if start == 0:  # from the first picture (after a seek to a clip, those before it are not read)
+            # Checked above where every picture was read; after a seek to a clip, those before it are not.
+            if not read_all and start == 0:
                 _check_complete(path, pts, time_base, video_fps, container, stream)
         pts = np.unique(pts)
         targets = pts[on_screen(pts * time_base - t0, indices, video_fps)]
