@@ -333,8 +333,9 @@ def test_a_copy_cut_short_is_a_data_error_not_a_shorter_video(videos, tmp_path, 
     half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(DataError, match=f"half.{container}: truncated: its pictures cover .* of the 7.5 s it declares"):
         video_info(half)  # what `data check` runs
-    with pytest.raises(DataError, match=f"half.{container}"):
-        load_frames(half, cache_dir=None)
+    for clip in (None, [4.0, 6.0]):  # a clip's read seeks past the start: the end still shows the cut
+        with pytest.raises(DataError, match=f"half.{container}: truncated"):
+            load_frames(half, clip=clip, cache_dir=None)
 
 
 def _load_from_cache(args):
@@ -357,17 +358,21 @@ def test_cache_hits_keys_and_is_safe_for_concurrent_processes(videos, tmp_path, 
     assert load_frames(videos["10fps"], cache_dir=cache).backend != "cache"
 
     # A truncated entry (as a crash outside our atomic writes could leave) is dropped and rebuilt.
-    entry = max(cache.glob("*.npz"), key=os.path.getmtime)
-    entry.write_bytes(entry.read_bytes()[:100])
-    assert load_frames(videos["10fps"], cache_dir=cache).backend != "cache"
-    assert "unreadable entry" in caplog.text
+    # Cut in the header, in the frames and in the JSON after them.
+    whole = max(cache.glob("*.frames"), key=os.path.getmtime).read_bytes()
+    for cut in (100, len(whole) // 2, len(whole) - 10):
+        entry = max(cache.glob("*.frames"), key=os.path.getmtime)
+        entry.write_bytes(whole[:cut])
+        caplog.clear()
+        assert load_frames(videos["10fps"], cache_dir=cache).backend != "cache"
+        assert "unreadable entry" in caplog.text
 
     # Several processes filling and reading one key at once all get the same, whole frames.
     fresh = tmp_path / "shared"
     with multiprocessing.get_context("fork").Pool(3) as pool:
         results = pool.map(_load_from_cache, [(videos["30fps"], fresh)] * 6)
     assert len({total for total, _ in results}) == 1
-    assert len(list(fresh.glob("*.npz"))) == 1 and not list(fresh.glob(".tmp-*"))
+    assert len(list(fresh.glob("*.frames"))) == 1 and not list(fresh.glob(".tmp-*"))
 
 
 def test_a_cache_that_cannot_be_used_costs_a_warning_not_the_frames(videos, tmp_path, caplog):
@@ -380,17 +385,17 @@ def test_a_cache_that_cannot_be_used_costs_a_warning_not_the_frames(videos, tmp_
 def test_cache_size_cap_evicts_least_recently_used(videos, tmp_path):
     cache = tmp_path / "cache"
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0)
-    [first] = cache.glob("*.npz")
+    [first] = cache.glob("*.frames")
     cap = int(first.stat().st_size * 2.5)  # room for two entries of about this size, not three
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=6, cache_max_bytes=cap)
     time.sleep(0.05)  # file times tick coarsely (a few ms): a read in the same tick as the last write would tie
     assert load_frames(videos["10fps"], cache_dir=cache, fps=1.0).backend == "cache"  # the first is read again: most recent
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=8, cache_max_bytes=cap)
-    entries = list(cache.glob("*.npz"))
+    entries = list(cache.glob("*.frames"))
     assert len(entries) == 2 and first in entries
     assert sum(p.stat().st_size for p in entries) <= cap
     # what a killed writer leaves behind goes once it is clearly not being written any more
-    stale, fresh = cache / ".tmp-killed.npz", cache / ".tmp-writing.npz"
+    stale, fresh = cache / ".tmp-killed.frames", cache / ".tmp-writing.frames"
     for leftover in (stale, fresh):
         leftover.write_bytes(b"\0" * 100)
     os.utime(stale, (time.time() - 7200,) * 2)

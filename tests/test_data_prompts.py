@@ -2,6 +2,7 @@
 and the rows pushed through OpenRLHF's own dataset loading (blending_datasets + PromptDataset)."""
 
 import json
+import shlex
 from types import SimpleNamespace
 
 import pytest
@@ -122,11 +123,13 @@ def test_rows_cli_writes_what_openrlhf_reads(tiny_model_dir, synthetic_data, tmp
 
     config = tmp_path / "data.yaml"
     config.write_text(f"datasets:\n  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n    sample: 5\n")
-    out = tmp_path / "rows.jsonl"
+    out = tmp_path / "my rows.jsonl"
     assert data_main(["rows", str(config), "--processor", str(tiny_model_dir), "-o", str(out), "--no-think"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and all(NO_THINK_SYSTEM_PROMPT in r["prompt"] for r in rows)
-    assert "--data.image_key video --video.no_think" in capsys.readouterr().out  # the reward must not want <think>
+    [hint] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train with:")]
+    flags = shlex.split(hint.removeprefix("train with:"))  # a path with a space stays one argument
+    assert flags[:2] == ["--data.prompt_dataset", str(out)] and flags[-1] == "--video.no_think"  # the reward must not want <think>
 
 
 def test_rows_with_and_without_clips_load_in_any_order(processor, records, synthetic_data, tmp_path):

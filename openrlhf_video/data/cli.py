@@ -8,6 +8,7 @@
 
 import argparse
 import math
+import shlex
 import sys
 
 from tqdm import tqdm
@@ -109,8 +110,9 @@ def rows(args) -> int:
     dataset = VideoPromptDataset(records, processor, think=not args.no_think, skips=skips)
     dataset.to_jsonl(args.output)
     print(f"wrote {len(dataset)} rows to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else ""))
-    print("train with: --data.prompt_dataset", args.output, "--data.input_key prompt --data.label_key label --data.image_key video",
-          "--video.no_think" if args.no_think else "")  # the reward's format rule must be the prompts' (think or not)
+    flags = ["--data.prompt_dataset", args.output, "--data.input_key", "prompt", "--data.label_key", "label",
+             "--data.image_key", "video"] + ["--video.no_think"] * args.no_think  # the reward's format rule must be the prompts'
+    print("train with:", shlex.join(flags))
     return 0
 
 
