@@ -66,8 +66,23 @@ def test_nextgqa_options_answer_and_grounding(tmp_path):
     # A quoted field may hold a line break: a problem below it still names its own line.
     with open(src, "a") as f:
         f.write('4010069381,1500,640,480,"why did the boy\nrun",to hide,7,CW,to eat it,to throw it,to hide,to clean it,to sit\n')
-    with pytest.raises(DataError, match="val.csv:4: .*KeyError: '7'"):
+    with pytest.raises(DataError, match="val.csv:4: .*video 4010069381 question 7 has no grounding span"):
         read_records(src, "nextgqa")
+
+
+@pytest.mark.parametrize("fmt, name, text", [
+    ("charades_sta", "charades_sta_test.txt", "3MSZA 24.3 30.4##person turn a light on.\n"),
+    ("nextgqa", "val.csv", "video_id,question,answer,qid,a0,a1,a2,a3,a4\n4010069381,why,b,6,a,b,c,d,e\n"),
+    ("records", "r.jsonl", json.dumps({"id": "x", "task": "tvg", "video": "3MSZA.mp4", "question": "q?", "span": [1, 2]}) + "\n"),
+    ("activitynet", "val_1.json", json.dumps({"3MSZA": {"duration": 9.0, "timestamps": [[1, 2]], "sentences": ["q"]}})),
+])  # fmt: skip
+def test_a_byte_order_mark_is_not_data(tmp_path, fmt, name, text):
+    """Files saved by Windows editors start with U+FEFF: not part of the first video id or column."""
+    write(tmp_path / "gsub_val.json", json.dumps({"4010069381": {"duration": 50.0, "location": {"6": [[1.2, 5.8]]}}}))
+    src = tmp_path / name
+    src.write_text("\ufeff" + text, encoding="utf-8")
+    [rec] = read_records(src, fmt)
+    assert rec["video"] in ("3MSZA.mp4", "4010069381.mp4")
 
 
 def test_mvbench_candidates_answer_text_and_clip(tmp_path):

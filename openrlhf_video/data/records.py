@@ -58,7 +58,7 @@ class Skips:
 # type) becomes one counted problem at its own line instead of ending the whole file.
 def _load_json(path: Path, top: type):
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is not data
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
     if not isinstance(data, top):  # another format's file, most likely
@@ -67,7 +67,7 @@ def _load_json(path: Path, top: type):
 
 
 def _records_jsonl(path: Path, **_):
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             if line.strip():
                 yield f"{path}:{lineno}", lambda: json.loads(line)
@@ -115,7 +115,7 @@ def _charades_sta(path: Path, *, video_ext: str, **_):
         yield from _captions_json(path, source="charades_sta", video_ext=video_ext)
         return
     seen = {}
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             head, sep, sentence = line.partition("##")
             fields = head.split()
@@ -150,7 +150,7 @@ def _nextgqa(path: Path, *, video_ext: str, **_):
     spans = _load_json(spans_path, dict)
     id_map_path = path.with_name("map_vid_vidorID.json")
     id_map = _load_json(id_map_path, dict) if id_map_path.exists() else {}
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = csv.DictReader(f)
         for row in rows:  # line_num: a quoted field may span lines
             yield f"{path}:{rows.line_num}", lambda: _nextgqa_record(row, spans, id_map, video_ext)
@@ -159,7 +159,9 @@ def _nextgqa(path: Path, *, video_ext: str, **_):
 def _nextgqa_record(row: dict, spans: dict, id_map: dict, video_ext: str) -> dict:
     vid, qid = row["video_id"], row["qid"]
     options = [row[f"a{i}"].strip() for i in range(5)]
-    located = spans[vid]["location"][qid]
+    located = spans.get(vid, {}).get("location", {}).get(qid)
+    if located is None:
+        raise ValueError(f"video {vid} question {qid} has no grounding span in the gsub_*.json beside it")
     return {
         "id": f"nextgqa/{vid}#{qid}",
         "task": "gqa",
