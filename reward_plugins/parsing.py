@@ -131,14 +131,14 @@ _MARKED_LETTER = re.compile(
     re.I | re.M,
 )
 _LEADING_LETTER = re.compile(r"\(?([A-Za-z])(?:\)|[.:,](?!\w))")
-_BRACKETED_LETTER = re.compile(r"\(([A-Z])\)")
+_BRACKETED_LETTER = re.compile(r"\(([A-Z])\)|\[([A-Z])\]")
 _OPTION_PREFIX = re.compile(r"^\s*\(?[A-Za-z][.):]\s+")
 
 
 def parse_choice(text: str, options: list[str] | None = None) -> str | None:
     """The upper-case option letter that `text` chooses, or None.
 
-    Understands `B`, `(B)`, `B.`, `B) text`, `Answer: b`, `the answer is (C)`, and, given the
+    Understands `B`, `(B)`, `B.`, `B) text`, `Answer: b`, `the answer is (C)`, `I pick [C]`, and, given the
     options, the option's own text. With options, letters outside their range are rejected.
     """
     answer = text.translate(_MARKDOWN).strip().strip("\"' \n\t")
@@ -152,7 +152,7 @@ def parse_choice(text: str, options: list[str] | None = None) -> str | None:
     elif match := _LEADING_LETTER.match(answer):
         letter = match.group(1)
     elif match := _BRACKETED_LETTER.search(answer):
-        letter = match.group(1)
+        letter = match.group(1) or match.group(2)
     elif options:
         return _option_by_text(answer, options, exact=False)
     if letter is None:

@@ -72,6 +72,15 @@ def test_nextgqa_several_segments_score_by_the_best_one():
     assert score(response, label_json(doc), think=False)["iou"] == 0.25
 
 
+def test_nextgqa_with_a_clip_scores_on_the_clip_axis_like_the_reward():
+    # Truth [12, 16] in a clip [10, 20]: the model sees the clip from 0 s, so "2 to 6" is exact.
+    doc = dict(GQA, span=[12.0, 16.0], segments=[[12.0, 16.0]], clip=[10.0, 20.0], duration=30.0)
+    response = '<answer>{"choice": "B", "start_time": 2, "end_time": 6}</answer>'
+    got = nextgqa.process_results(doc, [response])
+    assert got["mIoU"] == 100.0 and got["Acc@GQA"] == 100.0
+    assert score(response, label_json(doc), think=False)["iou"] == 1.0
+
+
 def test_intersection_over_prediction():
     assert nextgqa.intersection_over_prediction((4.0, 8.0), (2.0, 6.0)) == 0.5
     assert nextgqa.intersection_over_prediction((3.0, 5.0), (2.0, 6.0)) == 1.0

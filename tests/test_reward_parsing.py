@@ -95,6 +95,7 @@ def test_parse_span_rejects_infinite_numbers():
         ("The correct option is D.", "D"),
         ('{"answer": "B"}', "B"),
         ("I would pick (C) here because of the door.", "C"),
+        ("I would pick [C] here.", "C"),
         ("Looking closely, the answer is A.", "A"),
     ],
 )

@@ -23,7 +23,10 @@ def intersection_over_prediction(pred, truth) -> float:
 def process_results(doc, results):
     scored = score_doc(doc, results)
     correct, predicted = scored.get("accuracy", 0.0), (scored["parsed"] or {}).get("span")
-    truths = doc.get("segments") or [doc["span"]]
+    # With a clip the model answers on the clip's time axis, and the parsed span is on it
+    # (record_label): the truths move there too.
+    shift = doc["clip"][0] if doc.get("clip") else 0.0
+    truths = [[start - shift, end - shift] for start, end in doc.get("segments") or [doc["span"]]]
     iou = max(temporal_iou(predicted, truth) for truth in truths) if predicted is not None else 0.0
     iop = max(intersection_over_prediction(predicted, truth) for truth in truths)
     return {
