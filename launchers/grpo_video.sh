@@ -4,7 +4,7 @@
 # engines, DeepSpeed, logging, checkpoints. Presets (train_grounding.sh, train_mcq.sh,
 # train_gqa.sh, train_mixed.sh) add batch sizes, lengths and the online filter; anything after
 # them goes to `openrlhf-video train` (OpenRLHF flags or --video.*; a later flag wins, except that
-# --algo.dynamic_filtering_* is refused beside a preset's --video.min_reward_std: give --video.min_reward_std 0).
+# --algo.dynamic_filtering_range is refused beside a preset's --video.min_reward_std: give --video.min_reward_std 0).
 #
 #   DATA=rows.jsonl POLICY=/models/Qwen2.5-VL-7B-Instruct OUT=runs/x launchers/grpo_video.sh [flags...]
 #

@@ -16,6 +16,11 @@ set -euo pipefail
 PRESET="$(realpath "${1:?name a preset, e.g. launchers/train_grounding.sh}")"
 shift
 : "${DATA:?}" "${POLICY:?}" "${OUT:?}"
+# The job runs with the head node's environment, not this shell's: pass on the frame settings set here.
+frame_env=()
+for name in OPENRLHF_VIDEO_FRAME_CACHE OPENRLHF_VIDEO_FRAME_CACHE_GB OPENRLHF_VIDEO_DECODE_THREADS; do
+  if [[ -n "${!name:-}" ]]; then frame_env+=("$name=${!name}"); fi
+done
 ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" -- \
   env NODES="${NODES:-1}" GPUS="${GPUS:-8}" DATA="$(realpath "$DATA")" POLICY="$(realpath "$POLICY")" \
-  OUT="$(realpath -m "$OUT")" bash "$PRESET" "$@"
+  OUT="$(realpath -m "$OUT")" "${frame_env[@]}" bash "$PRESET" "$@"

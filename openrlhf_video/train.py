@@ -28,6 +28,7 @@ PLUGIN_FLAGS = {
 # Flags that turn on sample packing, which breaks the alignment of video tokens and pixels
 # (OpenRLHF checks this only for images, and only before --train.dynamic_batch_enable forces it).
 PACKING_FLAGS = ("--ds.packing_samples", "--train.dynamic_batch_enable")
+FRAME_ENV = ("OPENRLHF_VIDEO_FRAME_CACHE", "OPENRLHF_VIDEO_FRAME_CACHE_GB", "OPENRLHF_VIDEO_DECODE_THREADS")  # data/frames.py
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,6 +110,9 @@ def build(argv: list[str]) -> tuple[list[str], dict]:
         "OPENRLHF_VIDEO_REWARD_WEIGHTS": getattr(ours, "video.reward_weights"),
         patches.MIN_REWARD_STD_ENV: str(min_std),
     }
+    # Set where the driver runs, the frame cache and decoder settings must reach the Ray workers
+    # too: under `ray job submit` they see only what `ray start` saw, plus this env.
+    env.update({name: os.environ[name] for name in FRAME_ENV if name in os.environ})
     return rest + filled, env
 
 

@@ -99,3 +99,24 @@ def test_launcher_presets_pass_openrlhfs_checks(preset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "'n_samples_per_prompt': 8" in out and "estimator='group_norm'" in out
     assert "'dynamic_filtering_enable': True" in out  # the preset's --video.min_reward_std
+
+
+def test_frame_settings_set_here_reach_the_ray_workers(monkeypatch):
+    monkeypatch.delenv("OPENRLHF_VIDEO_DECODE_THREADS", raising=False)
+    monkeypatch.setenv("OPENRLHF_VIDEO_FRAME_CACHE", "/scratch/frames")
+    _, env = build(USER)
+    assert env["OPENRLHF_VIDEO_FRAME_CACHE"] == "/scratch/frames" and "OPENRLHF_VIDEO_DECODE_THREADS" not in env
+
+
+def test_ray_job_passes_the_frame_settings_of_this_shell(tmp_path):
+    """The submitted job runs with the head node's environment: train_ray_job.sh hands them on."""
+    fake = tmp_path / "ray"  # records the submitted command instead of submitting it
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$ARGV_FILE"\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", ARGV_FILE=str(tmp_path / "argv"), DATA="rows.jsonl",
+               POLICY="/models/qwen", OUT=str(tmp_path / "out"), OPENRLHF_VIDEO_FRAME_CACHE="/scratch/my frames")  # fmt: skip
+    env.pop("OPENRLHF_VIDEO_DECODE_THREADS", None)
+    subprocess.run(["bash", str(LAUNCHERS / "train_ray_job.sh"), str(LAUNCHERS / "train_grounding.sh")], env=env, check=True)
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert "OPENRLHF_VIDEO_FRAME_CACHE=/scratch/my frames" in argv  # one argument, spaces and all
+    assert not any(arg.startswith("OPENRLHF_VIDEO_DECODE_THREADS=") for arg in argv)
