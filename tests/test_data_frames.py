@@ -401,3 +401,51 @@ def test_cache_size_cap_evicts_least_recently_used(videos, tmp_path):
     os.utime(stale, (time.time() - 7200,) * 2)
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=10, cache_max_bytes=cap)
     assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize("colorspace, color_range", [(1, 1), (1, 2), (5, 2)])  # BT.709 / BT.601, limited / full
+def test_colours_follow_the_videos_own_matrix_and_range_as_decord_does(tmp_path, colorspace, color_range):
+    """HD video is tagged BT.709: converted as BT.601 (PyAV's default), pure red lost ~15 levels."""
+    import av
+
+    path = tmp_path / "tagged.mp4"
+    rgb = np.zeros((56, 112, 3), np.uint8)  # multiples of 28: no resizing, whose filters differ at edges
+    rgb[:, :32], rgb[:, 32:64], rgb[:, 64:] = (200, 30, 30), (30, 200, 30), (16, 16, 235)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 112, 56, "yuv420p"
+        ctx = stream.codec_context
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = colorspace, colorspace, colorspace, color_range
+        for _ in range(10):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace=colorspace, dst_color_range=color_range)
+            frame.colorspace, frame.color_range = colorspace, color_range
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    ours = load_frames(path, cache_dir=None, fps=2.0, backend="pyav").frames.astype(float)
+    assert np.abs(ours - load_frames(path, cache_dir=None, fps=2.0, backend="decord").frames).mean() < 0.5
+    assert np.abs(ours[:, 8:48, 4:28] - (200, 30, 30)).mean() < 4  # the source colours, give or take the codec
+
+
+def test_audio_that_runs_on_past_the_video_is_not_a_cut(tmp_path):
+    """MKV keeps no length per stream but the file's, the longest stream's: 7 s of audio here."""
+    import fractions
+
+    import av
+
+    path = tmp_path / "long_audio.mkv"
+    with av.open(str(path), "w") as out:
+        audio = out.add_stream("aac", rate=48000)
+        audio.layout = "stereo"
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 112, 56, "yuv420p"
+        for _ in range(40):  # 4 s
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((56, 112, 3), np.uint8), format="rgb24")))
+        out.mux(video.encode())
+        for k in range(7 * 48000 // 1024):  # 7 s
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, k * 1024, fractions.Fraction(1, 48000)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+    assert len(load_frames(path, cache_dir=None, fps=2.0).frames) == 8
+    video_info(path)  # what data check runs: no DataError

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 PATCH_FACTOR = 28  # Qwen2.5-VL: patch 14 x spatial merge 2
 # Frame rates that the millisecond timestamps of MKV, WebM and FLV only approximate.
 STANDARD_RATES = (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0, 120.0)
-CACHE_VERSION = 6  # bump when the sampling, the pixels or the stored layout change
+CACHE_VERSION = 7  # bump when the sampling, the pixels or the stored layout change
 DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "frames"
 )
@@ -224,7 +224,7 @@ def _read_pyav(path: Path, plan):
                 last_keyframe = round((picture_pts * time_base - t0) * video_fps)
         else:  # read to the end: a copy cut short shows here (an MP4's index counts the pictures cut off)
             if not read_all:  # (checked above where it is) from the stream's start: a clip's read begins later
-                _check_complete(path, pts, time_base, video_fps, container, stream, first=stream.start_time or 0)
+                _check_complete(path, pts, time_base, video_fps, container, stream)
         pts = np.unique(pts)
         targets = pts[on_screen(pts * time_base - t0, indices, video_fps)]
         # AVI stores no presentation times: FFmpeg numbers its packets in decoding order, which
@@ -257,15 +257,22 @@ def _pictures(container, stream):
     return ((p.pts, p.dts, p.is_keyframe, not p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size)
 
 
-def _check_complete(path: Path, times: list[int], time_base: float, video_fps: float, container, stream,
-                    first: int | None = None) -> None:  # fmt: skip
-    """DataError when the pictures (pts `times`, the video starting at pts `first`, else at the
-    earliest of them) end well before the duration the file declares: a copy cut short. Its frames
-    would be sampled from the part that is left, silently, while spans stay on the whole video's
-    time axis. Not judged where nothing is declared (live MKV)."""
-    declared = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
+def _check_complete(path: Path, times: list[int], time_base: float, video_fps: float, container, stream) -> None:
+    """DataError when the pictures (pts `times`) end well before the duration the file declares:
+    a copy cut short. Its frames would be sampled from the part that is left, silently, while
+    spans stay on the whole video's time axis. Not judged where nothing is declared (live MKV)."""
+    start = (stream.start_time or 0) * time_base  # a stream's duration counts from its first picture
+    if stream.duration:
+        declared = float(stream.duration * stream.time_base)
+    elif ":" in stream.metadata.get("DURATION", ""):  # Matroska's own length of the track, "00:01:02.5..."
+        hours, minutes, seconds = stream.metadata["DURATION"].split(":")
+        declared, start = int(hours) * 3600 + int(minutes) * 60 + float(seconds), 0.0
+    elif len(container.streams) == 1:  # else the container's is the longest stream's: audio may run on
+        declared, start = (container.duration or 0) / 1e6, 0.0
+    else:
+        return
     if declared and times and video_fps:
-        covered = (max(times) - (min(times) if first is None else first)) * time_base + 1 / video_fps
+        covered = max(times) * time_base + 1 / video_fps - start
         if covered < declared - max(1.0, 0.05 * declared):
             raise DataError(f"{path}: truncated: its pictures cover {covered:.1f} s of the {declared:.1f} s it declares")
 
@@ -333,7 +340,14 @@ def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, siz
                 continue
             for frame in packet.decode():
                 while len(frames) < len(targets) and (shown if by_order else frame.pts) == targets[len(frames)]:
-                    rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC")
+                    # The frame's own matrix (BT.709 for HD video) and range, as decord (fetch_video)
+                    # reads them: left alone, PyAV has swscale take every frame as limited-range BT.601.
+                    # RGB output has no matrix; `dst_colorspace` only has to differ for PyAV to pass them on.
+                    matrix = frame.colorspace if frame.colorspace in (1, 4, 5, 6, 7, 9, 10) else 5
+                    full_range = frame.color_range == 2 or frame.format.name.startswith("yuvj")
+                    rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC",
+                                          src_colorspace=matrix, dst_colorspace=1 if matrix != 1 else 5,
+                                          src_color_range=2 if full_range else 1, dst_color_range=2)  # fmt: skip
                     frames.append(rgb.to_ndarray())
                 shown += 1
             if len(frames) == len(targets):
