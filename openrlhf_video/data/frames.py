@@ -223,7 +223,7 @@ def _read_pyav(path: Path, plan):
                 keyframes.append((picture_pts, picture_dts))
                 last_keyframe = round((picture_pts * time_base - t0) * video_fps)
         else:  # read to the end: a copy cut short shows here (an MP4's index counts the pictures cut off)
-            if not read_all:  # (checked above where it is) from the stream's start: a clip's read begins later
+            if not read_all:  # the read-all branch checked it above
                 _check_complete(path, pts, time_base, video_fps, container, stream)
         pts = np.unique(pts)
         targets = pts[on_screen(pts * time_base - t0, indices, video_fps)]
@@ -260,7 +260,8 @@ def _pictures(container, stream):
 def _check_complete(path: Path, times: list[int], time_base: float, video_fps: float, container, stream) -> None:
     """DataError when the pictures (pts `times`) end well before the duration the file declares:
     a copy cut short. Its frames would be sampled from the part that is left, silently, while
-    spans stay on the whole video's time axis. Not judged where nothing is declared (live MKV)."""
+    spans stay on the whole video's time axis. Not judged where the video's own length is not
+    declared (live MKV; a file with audio and only the file's duration, the longest stream's)."""
     start = (stream.start_time or 0) * time_base  # a stream's duration counts from its first picture
     if stream.duration:
         declared = float(stream.duration * stream.time_base)
