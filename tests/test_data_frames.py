@@ -200,7 +200,7 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     assert keyframes >= 3
     shares = []
     decode = frames._decode_pyav
-    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, keyframe, **kw: shares.append((targets, keyframe)) or decode(path, targets, keyframe, **kw))
+    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, keyframe, out, **kw: shares.append((targets, keyframe)) or decode(path, targets, keyframe, out, **kw))
     for threads, clip in ((1, None), (3, None), (3, (1.3, 4.9)), (2, (7.0, 21.0))):
         monkeypatch.setattr(frames, "DECODE_THREADS", threads)
         shares.clear()
@@ -449,3 +449,37 @@ def test_audio_that_runs_on_past_the_video_is_not_a_cut(tmp_path):
         out.mux(audio.encode())
     assert len(load_frames(path, cache_dir=None, fps=2.0).frames) == 8
     video_info(path)  # what data check runs: no DataError
+
+
+@pytest.mark.parametrize("degrees, red_rows", [(-90, slice(0, 28)), (90, slice(-28, None)), (180, None)])
+def test_video_stored_sideways_comes_out_upright_as_decord_gives_it(tmp_path, degrees, red_rows):
+    """A phone clip shot upright is stored sideways with a display matrix (MP4 'tkhd') saying how
+    to turn it; PyAV hands out the stored picture: the model saw portrait video lying on its side."""
+    import struct
+
+    import av
+
+    path = tmp_path / f"turned{degrees}.mp4"
+    stored = np.zeros((56, 112, 3), np.uint8)
+    stored[:, :28] = (200, 30, 30)  # red down the left edge of the stored picture
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 112, 56, "yuv420p"
+        for _ in range(10):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode())
+    # FFmpeg 7 writes no matrix for a 'rotate' tag any more: set it in the track header (version 0).
+    cos, sin = {-90: (0, -1), 90: (0, 1), 180: (-1, 0)}[degrees]  # counterclockwise, as FFmpeg counts
+    data = bytearray(path.read_bytes())
+    matrix_at = data.find(b"tkhd") + 4 + 4 + 20 + 8 + 8  # version and flags, times, id, duration; reserved; layer..volume
+    data[matrix_at : matrix_at + 36] = struct.pack(">9i", cos << 16, -sin << 16, 0, sin << 16, cos << 16, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+
+    ours = load_frames(path, cache_dir=None, fps=2.0, backend="pyav").frames
+    assert ours.shape == load_frames(path, cache_dir=None, fps=2.0, backend="decord").frames.shape
+    assert np.abs(ours - load_frames(path, cache_dir=None, fps=2.0, backend="decord").frames.astype(float)).mean() < 1
+    if red_rows is None:  # turned over: the red edge is on the right
+        assert ours.shape[1:3] == (56, 112) and (ours[:, :, -28:, 0] > 150).mean() > 0.9
+    else:  # a quarter turn: upright portrait, the red edge along the top (clockwise) or bottom
+        assert ours.shape[1:3] == (112, 56) and (ours[:, red_rows, :, 0] > 150).mean() > 0.9
+        assert (video_info(path)["width"], video_info(path)["height"]) == (56, 112)
