@@ -448,7 +448,7 @@ def test_audio_that_runs_on_past_the_video_is_not_a_cut(tmp_path):
             out.mux(audio.encode(frame))
         out.mux(audio.encode())
     assert len(load_frames(path, cache_dir=None, fps=2.0).frames) == 8
-    video_info(path)  # what data check runs: no DataError
+    assert video_info(path)["duration"] == 4.0  # what data check runs: no DataError, and the video's length
 
 
 @pytest.mark.parametrize("degrees, red_rows", [(-90, slice(0, 28)), (90, slice(-28, None)), (180, None)])

@@ -408,9 +408,7 @@ def video_info(video_path) -> dict:
                 times = [pts for pts, _, _, shown in _pictures(again, again.streams.video[0]) if shown]
             if stream.duration:
                 duration = float(stream.duration * stream.time_base)
-            elif container.duration:
-                duration = container.duration / 1e6
-            else:  # as load_frames does
+            else:  # MKV, WebM, MPEG-TS: the file's duration is its longest stream's (audio may run on)
                 video_fps = _rate_of(times, float(stream.time_base), video_fps)
                 duration = len(times) / video_fps if times and video_fps else None
             _check_complete(path, times, float(stream.time_base), video_fps, container, stream)
