@@ -8,11 +8,13 @@ docs/upstream/README.md and launchers/).
 """
 
 import argparse
+import importlib
 import os
 import runpy
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from openrlhf_video import patches
 from reward_plugins.protocol import parse_weights
@@ -61,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     video.add_argument(
         "--video.dry_run", action="store_true",
-        help="check the flags with OpenRLHF's own parser and validation, print them, start nothing",
+        help="check the flags with OpenRLHF's own parser, validation and GPU layout checks, print them, start nothing",
     )  # fmt: skip
     return parser
 
@@ -131,22 +133,39 @@ class _Parsed(Exception):
 
 def openrlhf_args(argv: list[str]):
     """OpenRLHF's args for this OpenRLHF argv, from its own parser and checks, starting nothing:
-    its `train(args)` stops at its first call after `ray.init`."""
+    its `train(args)` runs on through its GPU layout checks (with --train.colocate_all, vLLM
+    engines x TP must equal the actor's GPUs) with Ray, placement groups and the strategy stood
+    in for, and stops where it would start the first vLLM engine or model."""
+    import openrlhf.trainer.ray
+    import openrlhf.trainer.ray.launcher
     import openrlhf.utils
     import ray
 
-    def stop(args):
-        raise _Parsed(args)
+    parsed = []
 
-    saved = openrlhf.utils.get_strategy, ray.is_initialized
-    openrlhf.utils.get_strategy, ray.is_initialized = stop, lambda: True
+    def stop(*_, **__):
+        raise _Parsed(parsed[0])
+
+    stand_ins = {  # OpenRLHF 0.11.2 train_ppo_ray.train, in the order it calls them
+        (openrlhf.utils, "get_strategy"): lambda args: parsed.append(args) or SimpleNamespace(print=lambda *_: None),
+        (ray, "is_initialized"): lambda: True,
+        (importlib.import_module("ray.util.placement_group"), "placement_group"):  # the module, not the function
+            lambda *_, **__: SimpleNamespace(ready=lambda: None),
+        (ray, "get"): lambda ref: ref,
+        (openrlhf.trainer.ray, "create_vllm_engines"): stop,
+        (openrlhf.trainer.ray.launcher, "RayActorGroup"): stop,
+    }  # fmt: skip
+    saved = {key: getattr(*key) for key in stand_ins}
     try:
+        for (module, name), stand_in in stand_ins.items():
+            setattr(module, name, stand_in)
         _run_train_ppo_ray(argv)
-    except _Parsed as parsed:
-        return parsed.namespace
+    except _Parsed as stopped:
+        return stopped.namespace
     finally:
-        openrlhf.utils.get_strategy, ray.is_initialized = saved
-    raise RuntimeError("train_ppo_ray returned without reaching get_strategy")
+        for (module, name), original in saved.items():
+            setattr(module, name, original)
+    raise RuntimeError("train_ppo_ray returned without starting a model")
 
 
 def init_ray(env: dict, **ray_kwargs) -> None:

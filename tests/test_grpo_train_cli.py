@@ -79,6 +79,11 @@ def test_dry_run_resolves_the_flags_with_openrlhfs_own_checks(capsys):
     assert shlex.split(flags_line.removeprefix("flags: "))[:2] == USER[:2]  # quoted: pastes back as the same argv
     with pytest.raises(AssertionError, match="n_samples_per_prompt > 1"):  # its checks run too
         main(["--video.dry_run", "--actor.model_name_or_path", "m", "--algo.advantage.estimator", "group_norm"])
+    # ... and train()'s GPU layout checks: colocated, 2 engines x TP 2 do not fit the actor's 2 GPUs
+    layout = ["--train.colocate_all", "--actor.num_gpus_per_node", "2", "--ref.num_gpus_per_node", "2", "--vllm.num_engines", "2"]
+    with pytest.raises(AssertionError, match="must be equal to vllm_num_engines \\* vllm_tensor_parallel_size, got 2 and 4"):
+        main(["--video.dry_run", *USER, *layout, "--vllm.tensor_parallel_size", "2"])
+    assert main(["--video.dry_run", *USER, *layout, "--vllm.tensor_parallel_size", "1"]) == 0
 
 
 LAUNCHERS = Path(__file__).resolve().parents[1] / "launchers"
