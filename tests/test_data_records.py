@@ -29,6 +29,23 @@ def test_temporal_r1_spans_become_seconds(tmp_path):
     assert rec["source"] == "charades_train" and rec["options"] is None
 
 
+def test_temporal_r1_items_without_video_length_take_it_from_the_video(tmp_path):
+    """Temporal-R1's charades_train items have none: its loader measures the video at train time."""
+    from openrlhf_video.synthetic import make_video
+
+    make_video(tmp_path / "videos" / "3MSZA.mp4", duration=6.0, fps=10)
+    write(tmp_path / "tr1.json", json.dumps([
+        {"problem": "person opens the door", "solution": [0.25, 0.5], "video": "3MSZA.mp4", "dataset": "charades_train"},
+        {"problem": "person sits down", "solution": [0.1, 0.2], "video": "gone.mp4", "dataset": "charades_train"},
+    ]))  # fmt: skip
+    config = write(tmp_path / "data.yaml", "datasets:\n  - {path: tr1.json, format: temporal_r1, video_root: videos}\n")
+    skips = Skips(limit=1)
+    [rec] = load_config(config, skips=skips)
+    assert rec["span"] == [1.5, 3.0] and rec["duration"] == 6.0 and rec["video"] == str(tmp_path / "videos" / "3MSZA.mp4")
+    problem = str(*skips.problems)
+    assert "tr1.json: item 1: no video_length" in problem and "gone.mp4: video file not found" in problem
+
+
 def test_charades_sta_text_lines(tmp_path):
     src = write(tmp_path / "charades_sta_test.txt", "3MSZA 24.3 30.4##person turn a light on.\n\n3MSZA 0 6.9##person opening a door.\nAO8RW 2.1 8.5##a person is putting a book on a shelf.\n")
     recs = read_records(src, "charades_sta")

@@ -38,7 +38,7 @@ def convert(args) -> int:
     elif args.format is None:
         raise DataError(f"{args.input}: give --format ({', '.join(FORMATS)}) or a .yaml data config")
     else:
-        records = read_records(args.input, args.format, video_ext=args.video_ext, skips=skips)
+        records = read_records(args.input, args.format, video_ext=args.video_ext, video_root=args.video_root, skips=skips)
     write_jsonl(records, args.output)
     print(f"wrote {len(records)} records to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else ""))
     return 0
@@ -124,6 +124,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("input", help="annotation file, or a .yaml data config")
     p.add_argument("--format", choices=list(FORMATS), help="the annotation layout (not for a config)")
     p.add_argument("--video-ext", default="mp4", help="video file extension for sources that name videos by id")
+    p.add_argument("--video-root", help="where the videos are, for temporal_r1 items without video_length (read from the video)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--skip-bad", type=int, default=0, help="skip (and count) up to N bad records instead of failing")
     p.set_defaults(run=convert)

@@ -7,6 +7,7 @@ what a good record is; training (`skips`) turns its errors into counted, logged 
 """
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -73,18 +74,34 @@ def _records_jsonl(path: Path, **_):
                 yield f"{path}:{lineno}", lambda: json.loads(line)
 
 
-def _temporal_r1(path: Path, **_):
-    # Temporal-R1 / EasyR1 JSON: `solution` is the span normalised by `video_length` (seconds).
-    for i, item in enumerate(_load_json(path, list)):
-        yield f"{path}: item {i}", lambda: {
+def _temporal_r1(path: Path, *, video_root: Path | None = None, **_):
+    # Temporal-R1 / EasyR1 JSON: `solution` is the span normalised by the video's length. Their
+    # charades_train items carry no `video_length` (their loader takes the sampled frames' length,
+    # the whole video's): then it is read from the video, found under `video_root`, once per video.
+    lengths = {}
+
+    def build(i: int, item: dict) -> dict:
+        video = Path(video_root or "") / item["video"]
+        if "video_length" not in item and video not in lengths:
+            from openrlhf_video.data.frames import video_info  # the decoding stack, only when needed
+
+            try:
+                lengths[video] = video_info(video)["duration"]
+            except DataError as e:
+                raise DataError(f"{path}: item {i}: no video_length, and the video gives none: {e}") from None
+        length = item["video_length"] if "video_length" in item else lengths[video]
+        return {
             "id": f"temporal_r1/{Path(item['video']).stem}#{i}",
             "task": "tvg",
             "video": item["video"],
             "question": item["problem"],
-            "span": [item["solution"][0] * item["video_length"], item["solution"][1] * item["video_length"]],
-            "duration": item["video_length"],
+            "span": [item["solution"][0] * length, item["solution"][1] * length],
+            "duration": length,
             "source": item.get("dataset") or "temporal_r1",
         }
+
+    for i, item in enumerate(_load_json(path, list)):
+        yield f"{path}: item {i}", functools.partial(build, i, item)
 
 
 def _captions_json(path: Path, *, source: str, video_ext: str):
@@ -285,8 +302,10 @@ def validate_record(record: dict, where: str = "record") -> dict:
 
 
 # ---------------------------------------------------------------- reading sources and configs
-def located_records(path, format: str = "records", *, video_ext: str = "mp4", skips: Skips | None = None):
-    """Yield `(where, record)` for each good record of one annotation file; problems go to `skips`."""
+def located_records(path, format: str = "records", *, video_ext: str = "mp4", video_root=None, skips: Skips | None = None):
+    """Yield `(where, record)` for each good record of one annotation file; problems go to `skips`.
+    `video_root`: where the videos are, for a converter that must read one (temporal_r1 without
+    video_length); the records still name them as the file does."""
     skips = skips or Skips(0)
     path = Path(path)
     if format not in FORMATS:
@@ -294,7 +313,7 @@ def located_records(path, format: str = "records", *, video_ext: str = "mp4", sk
     if not path.exists():
         raise DataError(f"{path}: annotation file not found")
     try:
-        for where, build in FORMATS[format](path, video_ext=video_ext.lstrip(".")):  # ".mp4" as "mp4"
+        for where, build in FORMATS[format](path, video_ext=video_ext.lstrip("."), video_root=video_root):  # ".mp4" as "mp4"
             try:
                 try:
                     record = build()
@@ -309,9 +328,9 @@ def located_records(path, format: str = "records", *, video_ext: str = "mp4", sk
         raise DataError(f"{path}: cannot read the annotation file ({type(e).__name__}: {e})") from None
 
 
-def read_records(path, format: str = "records", *, video_ext: str = "mp4", skips: Skips | None = None) -> list[dict]:
+def read_records(path, format: str = "records", *, video_ext: str = "mp4", video_root=None, skips: Skips | None = None) -> list[dict]:
     """All good records of one annotation file in `format` (see FORMATS), videos as written there."""
-    return [record for _, record in located_records(path, format, video_ext=video_ext, skips=skips)]
+    return [record for _, record in located_records(path, format, video_ext=video_ext, video_root=video_root, skips=skips)]
 
 
 DATASET_KEYS = {"path", "format", "video_root", "sample", "video_ext"}
@@ -362,7 +381,8 @@ def config_datasets(config_path) -> list[dict]:
 
 def located_dataset(entry: dict, *, skips: Skips | None = None):
     """Yield `(where, record)` for the records one config entry selects, videos as absolute paths."""
-    located = list(located_records(entry["path"], entry["format"], video_ext=entry["video_ext"], skips=skips))
+    located = list(located_records(entry["path"], entry["format"], video_ext=entry["video_ext"],
+                                   video_root=entry["video_root"], skips=skips))  # fmt: skip
     sample = entry["sample"]
     # A fraction rounds up, as Temporal-R1's loader does: a positive fraction never selects nothing.
     count = min(sample, len(located)) if isinstance(sample, int) else math.ceil(sample * len(located))
