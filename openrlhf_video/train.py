@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     video.add_argument(
         "--video.dry_run", action="store_true",
-        help="check the flags with OpenRLHF's own parser, validation and GPU layout checks, print them, start nothing",
+        help="check the flags with OpenRLHF's own parser, validation and actor/vLLM layout checks, print them, start nothing",
     )  # fmt: skip
     return parser
 
@@ -133,9 +133,10 @@ class _Parsed(Exception):
 
 def openrlhf_args(argv: list[str]):
     """OpenRLHF's args for this OpenRLHF argv, from its own parser and checks, starting nothing:
-    its `train(args)` runs on through its GPU layout checks (with --train.colocate_all, vLLM
-    engines x TP must equal the actor's GPUs) with Ray, placement groups and the strategy stood
-    in for, and stops where it would start the first vLLM engine or model."""
+    its `train(args)` runs on through its actor/ref and vLLM layout checks (e.g. with
+    --train.colocate_all, vLLM engines x TP = actor GPUs) with Ray, placement groups and the
+    strategy stood in for, and stops where it would start the first vLLM engine or model (so
+    before its critic/reward colocation check, which GRPO with our executor never reaches)."""
     import openrlhf.trainer.ray
     import openrlhf.trainer.ray.launcher
     import openrlhf.utils

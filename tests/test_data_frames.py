@@ -451,10 +451,11 @@ def test_audio_that_runs_on_past_the_video_is_not_a_cut(tmp_path):
     assert video_info(path)["duration"] == 4.0  # what data check runs: no DataError, and the video's length
 
 
-@pytest.mark.parametrize("degrees, red_rows", [(-90, slice(0, 28)), (90, slice(-28, None)), (180, None)])
+@pytest.mark.parametrize("degrees, red_rows", [(-90, slice(0, 28)), (90, slice(-28, None)), (180, None), (135, None), (100, None)])
 def test_video_stored_sideways_comes_out_upright_as_decord_gives_it(tmp_path, degrees, red_rows):
     """A phone clip shot upright is stored sideways with a display matrix (MP4 'tkhd') saying how
     to turn it; PyAV hands out the stored picture: the model saw portrait video lying on its side."""
+    import math
     import struct
 
     import av
@@ -469,16 +470,19 @@ def test_video_stored_sideways_comes_out_upright_as_decord_gives_it(tmp_path, de
             out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
         out.mux(stream.encode())
     # FFmpeg 7 writes no matrix for a 'rotate' tag any more: set it in the track header (version 0).
-    cos, sin = {-90: (0, -1), 90: (0, 1), 180: (-1, 0)}[degrees]  # counterclockwise, as FFmpeg counts
+    cos, sin = (round(math.cos(math.radians(degrees)) * 2**16), round(math.sin(math.radians(degrees)) * 2**16))
     data = bytearray(path.read_bytes())
     matrix_at = data.find(b"tkhd") + 4 + 4 + 20 + 8 + 8  # version and flags, times, id, duration; reserved; layer..volume
-    data[matrix_at : matrix_at + 36] = struct.pack(">9i", cos << 16, -sin << 16, 0, sin << 16, cos << 16, 0, 0, 0, 1 << 30)
+    data[matrix_at : matrix_at + 36] = struct.pack(">9i", cos, -sin, 0, sin, cos, 0, 0, 0, 1 << 30)  # counterclockwise
     path.write_bytes(bytes(data))
 
     ours = load_frames(path, cache_dir=None, fps=2.0, backend="pyav").frames
     assert ours.shape == load_frames(path, cache_dir=None, fps=2.0, backend="decord").frames.shape
     assert np.abs(ours - load_frames(path, cache_dir=None, fps=2.0, backend="decord").frames.astype(float)).mean() < 1
-    if red_rows is None:  # turned over: the red edge is on the right
+    if degrees != 180 and red_rows is None:  # not a quarter turn: left as stored, as decord does
+        assert ours.shape[1:3] == (56, 112) and (ours[:, :, :28, 0] > 150).mean() > 0.9
+        assert (video_info(path)["width"], video_info(path)["height"]) == (112, 56)
+    elif red_rows is None:  # turned over: the red edge is on the right
         assert ours.shape[1:3] == (56, 112) and (ours[:, :, -28:, 0] > 150).mean() > 0.9
     else:  # a quarter turn: upright portrait, the red edge along the top (clockwise) or bottom
         assert ours.shape[1:3] == (112, 56) and (ours[:, red_rows, :, 0] > 150).mean() > 0.9

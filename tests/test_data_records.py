@@ -29,21 +29,29 @@ def test_temporal_r1_spans_become_seconds(tmp_path):
     assert rec["source"] == "charades_train" and rec["options"] is None
 
 
-def test_temporal_r1_items_without_video_length_take_it_from_the_video(tmp_path):
+def test_temporal_r1_items_without_video_length_take_it_from_the_video(tmp_path, monkeypatch):
     """Temporal-R1's charades_train items have none: its loader measures the video at train time."""
+    from openrlhf_video.data import frames
+    from openrlhf_video.data.frames import video_info
     from openrlhf_video.synthetic import make_video
 
     make_video(tmp_path / "videos" / "3MSZA.mp4", duration=6.0, fps=10)
     write(tmp_path / "tr1.json", json.dumps([
         {"problem": "person opens the door", "solution": [0.25, 0.5], "video": "3MSZA.mp4", "dataset": "charades_train"},
-        {"problem": "person sits down", "solution": [0.1, 0.2], "video": "gone.mp4", "dataset": "charades_train"},
+        *[{"problem": "person sits down", "solution": [0.1, 0.2], "video": "gone.mp4", "dataset": "charades_train"}] * 2,
     ]))  # fmt: skip
     config = write(tmp_path / "data.yaml", "datasets:\n  - {path: tr1.json, format: temporal_r1, video_root: videos}\n")
-    skips = Skips(limit=1)
+    skips = Skips(limit=2)
+    looked_up = []
+    monkeypatch.setattr(frames, "video_info", lambda video: looked_up.append(video) or video_info(video))
     [rec] = load_config(config, skips=skips)
     assert rec["span"] == [1.5, 3.0] and rec["duration"] == 6.0 and rec["video"] == str(tmp_path / "videos" / "3MSZA.mp4")
-    problem = str(*skips.problems)
-    assert "tr1.json: item 1: no video_length" in problem and "gone.mp4: video file not found" in problem
+    gone = tmp_path / "videos" / "gone.mp4"
+    assert [str(e) for e in skips.problems] == [
+        f"{tmp_path / 'tr1.json'}: item {i}: no video_length, and the video gives none: {gone}: video file not found"
+        for i in (1, 2)
+    ]
+    assert len(looked_up) == 2  # once per video, also for the one that gives no length
 
 
 def test_charades_sta_text_lines(tmp_path):

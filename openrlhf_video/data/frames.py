@@ -5,8 +5,8 @@ Sampling and sizing follow qwen-vl-utils' `fetch_video` (its `smart_nframes`, fr
 recipes, except that a sampled index is a time: at a variable frame rate the frame is the picture
 on screen then, not the index-th picture. Frames are decoded straight to the target size (PyAV
 first, decord when PyAV is missing or fails) and cached on disk, so a second epoch or another
-rollout reads them back. Video stored sideways (phones) is turned upright, as its display matrix
-says and decord shows it. PyAV decodes the runs between keyframes on DECODE_THREADS decoders at
+rollout reads them back. Video stored sideways (phones) is turned upright by the quarter turn its
+display matrix gives, as decord shows MP4 and MOV. PyAV decodes the runs between keyframes on DECODE_THREADS decoders at
 once, and never decodes the H.264 pictures that no other picture refers to unless they are sampled.
 """
 
@@ -250,10 +250,18 @@ def _read_pyav(path: Path, plan):
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
         rotation = list(pool.map(decode, shares, starts, np.split(frames, cuts)))[0]
     # Phone video is stored sideways, with a display matrix saying how to turn it: decord (and so
-    # fetch_video) shows it upright, and so do we, by the nearest quarter turn. The size planned
-    # for the stored picture fits the turned one, as smart_resize treats height and width alike.
-    frames = np.ascontiguousarray(np.rot90(frames, round(rotation / 90), axes=(1, 2)))
+    # fetch_video) shows it upright, and so do we. The size planned for the stored picture fits
+    # the turned one, as smart_resize treats height and width alike.
+    frames = np.ascontiguousarray(np.rot90(frames, _quarter_turns(rotation), axes=(1, 2)))
     return frames, indices, video_fps, total, start, count
+
+
+def _quarter_turns(rotation: int) -> int:
+    """Counterclockwise quarter turns for a display matrix's rotation (PyAV's `frame.rotation`,
+    degrees). Only a quarter turn within a degree counts, as in decord: another angle, or a matrix
+    FFmpeg reads no angle from (INT_MIN), leaves the picture as stored."""
+    turns = round(rotation / 90)
+    return turns if abs(rotation - 90 * turns) <= 1 else 0
 
 
 def _pictures(container, stream):
@@ -388,7 +396,8 @@ _READERS = {"decord": _read_decord, "pyav": _read_pyav}
 
 
 def video_info(video_path) -> dict:
-    """Duration, fps, frame count and size from the container, after decoding one frame (PyAV).
+    """Duration, fps, frame count and size (as shown, turned upright) after decoding one frame
+    (PyAV): from the video stream's header, else (MKV, WebM, MPEG-TS) from its pictures' times.
 
     What `data check` uses to tell that a video exists and decodes. DataError when it does not.
     """
@@ -414,7 +423,7 @@ def video_info(video_path) -> dict:
             _check_complete(path, times, float(stream.time_base), video_fps, container, stream)
             frames = stream.frames or (round(duration * video_fps) if duration else 0)
             width, height = stream.codec_context.width, stream.codec_context.height
-            if round(first.rotation / 90) % 2:  # stored sideways: the size as shown, as load_frames gives it
+            if _quarter_turns(first.rotation) % 2:  # stored sideways: the size as shown, as load_frames gives it
                 width, height = height, width
             return {"duration": duration, "fps": video_fps, "frames": frames, "width": width, "height": height}
     except (av.error.FFmpegError, IndexError, StopIteration) as e:

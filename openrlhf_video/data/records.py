@@ -77,7 +77,8 @@ def _records_jsonl(path: Path, **_):
 def _temporal_r1(path: Path, *, video_root: Path | None = None, **_):
     # Temporal-R1 / EasyR1 JSON: `solution` is the span normalised by the video's length. Their
     # charades_train items carry no `video_length` (their loader takes the sampled frames' length,
-    # the whole video's): then it is read from the video, found under `video_root`, once per video.
+    # the whole video's): then it is read from the video, found under `video_root`, once per video
+    # (a video that gives none, once too: each of its items is then one counted problem).
     lengths = {}
 
     def build(i: int, item: dict) -> dict:
@@ -88,8 +89,10 @@ def _temporal_r1(path: Path, *, video_root: Path | None = None, **_):
             try:
                 lengths[video] = video_info(video)["duration"]
             except DataError as e:
-                raise DataError(f"{path}: item {i}: no video_length, and the video gives none: {e}") from None
+                lengths[video] = e
         length = item["video_length"] if "video_length" in item else lengths[video]
+        if isinstance(length, DataError):
+            raise DataError(f"{path}: item {i}: no video_length, and the video gives none: {length}")
         return {
             "id": f"temporal_r1/{Path(item['video']).stem}#{i}",
             "task": "tvg",
@@ -319,6 +322,8 @@ def located_records(path, format: str = "records", *, video_ext: str = "mp4", vi
                     record = build()
                 except json.JSONDecodeError as e:
                     raise DataError(f"{where}: malformed JSON line: {e.msg}") from None
+                except DataError:  # a converter's own, already saying where: not a layout error
+                    raise
                 except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
                     raise DataError(f"{where}: not in the {format} layout ({type(e).__name__}: {e})") from None
                 yield where, validate_record(record, where)
