@@ -8,7 +8,7 @@ reward scores the one span covering them. Option, span parser and IoU are the re
 """
 
 from lmms_tasks.task import score_doc, shared_metrics
-from reward_plugins import temporal_iou
+from reward_plugins import record_label, temporal_iou
 
 
 def intersection_over_prediction(pred, truth) -> float:
@@ -23,10 +23,9 @@ def intersection_over_prediction(pred, truth) -> float:
 def process_results(doc, results):
     scored = score_doc(doc, results)
     correct, predicted = scored.get("accuracy", 0.0), (scored["parsed"] or {}).get("span")
-    # With a clip the model answers on the clip's time axis, and the parsed span is on it
-    # (record_label): the truths move there too.
-    shift = doc["clip"][0] if doc.get("clip") else 0.0
-    truths = [[start - shift, end - shift] for start, end in doc.get("segments") or [doc["span"]]]
+    # With a clip the model answers on the clip's time axis, and the parsed span is on it: each
+    # truth moves there by the reward's own rule (record_label), as the span does for the reward.
+    truths = [record_label({**doc, "span": truth})["span"] for truth in doc.get("segments") or [doc["span"]]]
     iou = max(temporal_iou(predicted, truth) for truth in truths) if predicted is not None else 0.0
     iop = max(intersection_over_prediction(predicted, truth) for truth in truths)
     return {

@@ -6,8 +6,9 @@ recipes, except that a sampled index is a time: at a variable frame rate the fra
 on screen then, not the index-th picture. Frames are decoded straight to the target size (PyAV
 first, decord when PyAV is missing or fails) and cached on disk, so a second epoch or another
 rollout reads them back. Video stored sideways (phones) is turned upright by the quarter turn its
-display matrix gives, as decord shows MP4 and MOV. PyAV decodes the runs between keyframes on DECODE_THREADS decoders at
-once, and never decodes the H.264 pictures that no other picture refers to unless they are sampled.
+display matrix gives, as decord shows MP4 and MOV. PyAV decodes the runs between keyframes on
+DECODE_THREADS decoders at once, and never decodes the H.264 pictures that no other picture
+refers to unless they are sampled.
 """
 
 import contextlib
