@@ -200,7 +200,7 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     assert keyframes >= 3
     shares = []
     decode = frames._decode_pyav
-    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, keyframe, out, **kw: shares.append((targets, keyframe)) or decode(path, targets, keyframe, out, **kw))
+    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, keyframe, **kw: shares.append((targets, keyframe)) or decode(path, targets, keyframe, **kw))
     for threads, clip in ((1, None), (3, None), (3, (1.3, 4.9)), (2, (7.0, 21.0))):
         monkeypatch.setattr(frames, "DECODE_THREADS", threads)
         shares.clear()
@@ -215,6 +215,39 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
             assert keyframe[0] == max(pts for pts in keyframe_pts if pts <= targets[0])
         assert_equals_a_plain_decode(vf, path)
     assert len(shares) == 2  # the clip (7, 21) spans a keyframe
+
+
+def test_decoded_pictures_wait_for_any_thread_to_convert_them_up_to_the_backlog_cap(tmp_path, monkeypatch):
+    """A decoder hands its pictures to a backlog that the threads done decoding convert, so the
+    core whose share ends first takes conversions of the longer one; at most BACKLOG_BYTES of
+    pictures wait. The frames must still equal a plain decode."""
+    from openrlhf_video.data import frames
+
+    # 20 s at 30 fps, x264's keyframe every 250 frames: three runs, two shares on two decoders.
+    path = make_video(tmp_path / "pan.mp4", duration=20.0, fps=30, size=(160, 96), event=EVENT, background="panning")
+    picture_bytes = 160 * 96 * 3 // 2
+    decode, to_rgb = frames._decode_pyav, frames._to_rgb
+    events = []  # +1: a picture decoded, -1: one converted
+
+    def counted_decode(*args, **kwargs):
+        for frame in decode(*args, **kwargs):
+            events.append(1)
+            yield frame
+
+    monkeypatch.setattr(frames, "_decode_pyav", counted_decode)
+    monkeypatch.setattr(frames, "_to_rgb", lambda *args: events.append(-1) or to_rgb(*args))
+    for cap, threads, most_waiting in ((2**30, 2, None), (3, 2, 3 + 2), (2**30, 1, 1)):
+        monkeypatch.setattr(frames, "BACKLOG_BYTES", cap * picture_bytes)
+        monkeypatch.setattr(frames, "DECODE_THREADS", threads)
+        events.clear()
+        vf = load_frames(path, cache_dir=None, backend="pyav")
+        waiting = int(np.cumsum(events).max())
+        assert events.count(1) == events.count(-1) == len(vf.frames) == 40
+        if most_waiting is None:  # no cap: nothing is converted before the first share is decoded
+            assert waiting >= 15
+        else:  # the cap, plus the picture each thread has in hand; one decoder converts at once
+            assert waiting <= most_waiting
+        assert_equals_a_plain_decode(vf, path)
 
 
 @pytest.mark.parametrize("kind", ["h264 in mkv", "h264 in mpeg-ts", "h264 open gop", "vp9 in webm"])

@@ -12,12 +12,12 @@ refers to unless they are sampled.
 """
 
 import contextlib
-import functools
 import hashlib
 import itertools
 import json
 import logging
 import os
+import queue
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +38,8 @@ DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "frames"
 )
 DEFAULT_CACHE_MAX_BYTES = int(float(os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE_GB", 20)) * 2**30)
+# Decoded pictures (YUV) held for another thread to convert, per video (see _read_pyav).
+BACKLOG_BYTES = 128 * 2**20
 # Decoders per video (PyAV); lower it where many videos are decoded at once (dataloader workers).
 DECODE_THREADS = int(os.environ.get("OPENRLHF_VIDEO_DECODE_THREADS") or
                      (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))  # fmt: skip
@@ -207,7 +209,8 @@ def _read_pyav(path: Path, plan):
             total, video_fps = len(times), _rate_of(times, time_base, video_fps)
             _check_complete(path, times, time_base, video_fps, container, stream)
             read = iter(read)
-        indices, size, start, count = plan(total, video_fps, stream.codec_context.height, stream.codec_context.width)
+        height, width = stream.codec_context.height, stream.codec_context.width
+        indices, size, start, count = plan(total, video_fps, height, width)
         t0 = (stream.start_time or 0) * time_base
         if start > 0 and not read_all:  # jump to the keyframe before the clip instead of reading up to it
             container.seek(int((t0 + start / video_fps) / time_base), stream=stream, backward=True)
@@ -246,10 +249,32 @@ def _read_pyav(path: Path, plan):
     starts = [keyframes[run[at] - 1] if run[at] else None for at in [0, *cuts]]
     # Fewer shares than threads (one keyframe, say): FFmpeg's frame threads use the rest.
     threads = DECODE_THREADS // len(shares)
-    decode = functools.partial(_decode_pyav, path, threads=threads, by_order=in_decoding_order)
-    frames = np.empty((len(targets), *size, 3), np.uint8)  # each decoder fills its share's rows
+    frames = np.empty((len(targets), *size, 3), np.uint8)
+    # Runs differ in length (250, 250, 250 and 150 pictures at x264's default GOP), so one share
+    # ends first: decoded pictures wait in a backlog that the threads done decoding convert, and
+    # the core that would idle takes the conversions of the longer share (5 % on the 30 s clip).
+    # Capped: a waiting picture is its full-size YUV, 3 MB at 1080p.
+    backlog = queue.SimpleQueue()
+    backlog_cap = BACKLOG_BYTES // (width * height * 3 // 2) if len(shares) > 1 else 0
+
+    def decode_share(share: np.ndarray, keyframe: tuple | None, out: np.ndarray) -> int:
+        from av.video.reformatter import VideoReformatter
+
+        # One swscale context per thread for all its frames (its filters are built once).
+        to_rgb = VideoReformatter()
+        for frame, row in zip(_decode_pyav(path, share, keyframe, threads=threads, by_order=in_decoding_order), out):
+            if backlog.qsize() < backlog_cap:
+                backlog.put((frame, row))
+            else:
+                _to_rgb(to_rgb, frame, row)
+        rotation = frame.rotation
+        with contextlib.suppress(queue.Empty):
+            while True:
+                _to_rgb(to_rgb, *backlog.get_nowait())
+        return rotation
+
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
-        rotation = list(pool.map(decode, shares, starts, np.split(frames, cuts)))[0]
+        rotation = list(pool.map(decode_share, shares, starts, np.split(frames, cuts)))[0]
     # Phone video is stored sideways, with a display matrix saying how to turn it: decord (and so
     # fetch_video) shows it upright, and so do we. The size planned for the stored picture fits
     # the turned one, as smart_resize treats height and width alike.
@@ -313,15 +338,12 @@ def on_screen(shown: np.ndarray, indices: np.ndarray, video_fps: float) -> np.nd
     return np.maximum(np.searchsorted(slots, indices, side="right") - 1, 0)
 
 
-def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, out: np.ndarray, *, threads: int,
-                 by_order: bool = False) -> int:  # fmt: skip
-    """Fills `out` (T, H, W, 3) with the pictures whose timestamps are `targets` (sorted, repeats
+def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, threads: int, by_order: bool = False):
+    """Yields the decoded pictures (av.VideoFrame) whose timestamps are `targets` (sorted, repeats
     allowed), decoded from `keyframe` = (pts, dts) (None: from the start); `by_order`: whose places
-    in display order are. Returns the rotation the video's display matrix asks for (degrees)."""
+    in display order are."""
     import av
-    from av.video.reformatter import VideoReformatter
 
-    h, w = out.shape[1:3]
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type, stream.thread_count = "AUTO", threads
@@ -333,20 +355,16 @@ def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, out: n
                 packets = itertools.chain([first], packets)
             else:  # MPEG-TS seeks by decoding time: at the keyframe's pts it lands a few pictures past it
                 container.seek(key_pts if key_dts is None else min(key_pts, key_dts), stream=stream, backward=True)
-        # Sequential decode, converting (and scaling) only the wanted frames, known by their
-        # timestamps, which stay right after a seek. H.264 in MP4/MKV (avcC) marks
-        # the pictures no other picture predicts from (nal_ref_idc 0: most B-frames); unwanted
-        # ones never reach the decoder, which leaves the rest bit-exact; with x264's default
-        # B-frames that is half the pictures, a quarter of the decoding. Other codecs decode all.
+        # Sequential decode; the wanted frames are known by their timestamps, which stay right
+        # after a seek. H.264 in MP4/MKV (avcC) marks the pictures no other picture predicts from
+        # (nal_ref_idc 0: most B-frames); unwanted ones never reach the decoder, which leaves the
+        # rest bit-exact; with x264's default B-frames that is half the pictures, a quarter of the
+        # decoding. Other codecs decode all.
         extradata = stream.codec_context.extradata or b""
         is_avcc = stream.codec_context.name == "h264" and len(extradata) > 4 and extradata[0] == 1
         nal_length = (extradata[4] & 3) + 1 if is_avcc else 0
         wanted = set(targets.tolist())
-        # One swscale context for all frames (its filters are built once). Planar RGB ("gbrp")
-        # output keeps the colour detail that packed rgb24 loses when swscale converts and scales
-        # in one pass: mean |diff| from fetch_video's pixels ~1.2 instead of 2.5-4.5.
-        to_rgb = VideoReformatter()
-        done, started, shown, rotation = 0, keyframe is None, 0, 0
+        done, started, shown = 0, keyframe is None, 0
         for packet in packets:
             started = started or packet.pts == key_pts  # where a seek lands early, the packets before are passed over
             # Pictures shown before the keyframe but stored after it (open GOP) refer to the run
@@ -358,25 +376,32 @@ def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, out: n
                 continue
             for frame in packet.decode():
                 while done < len(targets) and (shown if by_order else frame.pts) == targets[done]:
-                    # The frame's own matrix (BT.709 for HD video) and range, as decord (fetch_video)
-                    # reads them: left alone, PyAV has swscale take every frame as limited-range BT.601.
-                    # RGB output has no matrix; `dst_colorspace` only has to differ for PyAV to pass them on.
-                    matrix = frame.colorspace if frame.colorspace in (1, 4, 5, 6, 7, 9, 10) else 5
-                    full_range = frame.color_range == 2 or frame.format.name.startswith("yuvj")
-                    rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC",
-                                          src_colorspace=matrix, dst_colorspace=1 if matrix != 1 else 5,
-                                          src_color_range=2 if full_range else 1, dst_color_range=2)  # fmt: skip
-                    # Planes g, b, r, rows padded to line_size: interleaved straight into `out`
-                    # (to_ndarray copies three times more, a fifth of the conversion time).
-                    planes = [np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w] for plane in rgb.planes]
-                    np.stack([planes[2], planes[0], planes[1]], axis=-1, out=out[done])
-                    done, rotation = done + 1, frame.rotation
+                    yield frame
+                    done += 1
                 shown += 1
             if done == len(targets):
                 break
     if done < len(targets):  # pictures that did not decode (a damaged file): never a stand-in
         raise RuntimeError(f"decoded only {done} of the {len(targets)} wanted frames (up to pts {targets[-1]})")
-    return rotation
+
+
+def _to_rgb(to_rgb, frame, out: np.ndarray) -> None:
+    """Converts and scales a decoded picture into `out` (H, W, 3) with the swscale context `to_rgb`."""
+    h, w = out.shape[:2]
+    # The frame's own matrix (BT.709 for HD video) and range, as decord (fetch_video) reads them:
+    # left alone, PyAV has swscale take every frame as limited-range BT.601. RGB output has no
+    # matrix; `dst_colorspace` only has to differ for PyAV to pass them on. Planar RGB ("gbrp")
+    # keeps the colour detail that packed rgb24 loses when swscale converts and scales in one
+    # pass: mean |diff| from fetch_video's pixels ~1.2 instead of 2.5-4.5.
+    matrix = frame.colorspace if frame.colorspace in (1, 4, 5, 6, 7, 9, 10) else 5
+    full_range = frame.color_range == 2 or frame.format.name.startswith("yuvj")
+    rgb = to_rgb.reformat(frame, width=w, height=h, format="gbrp", interpolation="BICUBIC",
+                          src_colorspace=matrix, dst_colorspace=1 if matrix != 1 else 5,
+                          src_color_range=2 if full_range else 1, dst_color_range=2)  # fmt: skip
+    # Planes g, b, r, rows padded to line_size: interleaved straight into `out` (to_ndarray
+    # copies three times more, a fifth of the conversion time).
+    planes = [np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w] for plane in rgb.planes]
+    np.stack([planes[2], planes[0], planes[1]], axis=-1, out=out)
 
 
 def _h264_is_reference(data: bytes, nal_length: int) -> bool:
