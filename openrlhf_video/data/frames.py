@@ -252,7 +252,7 @@ def _read_pyav(path: Path, plan):
     frames = np.empty((len(targets), *size, 3), np.uint8)
     # Runs differ in length (250, 250, 250 and 150 pictures at x264's default GOP), so one share
     # ends first: decoded pictures wait in a backlog that the threads done decoding convert, and
-    # the core that would idle takes the conversions of the longer share (5 % on the 30 s clip).
+    # the core that would idle takes the conversions of the longer share (0.92x wall, 30 s clip).
     # Capped: a waiting picture is its full-size YUV, 3 MB at 1080p.
     backlog = queue.SimpleQueue()
     backlog_cap = BACKLOG_BYTES // (width * height * 3 // 2) if len(shares) > 1 else 0
