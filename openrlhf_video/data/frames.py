@@ -19,7 +19,9 @@ import logging
 import os
 import queue
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,7 @@ DEFAULT_CACHE_DIR = os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openrlhf-video" / "frames"
 )
 DEFAULT_CACHE_MAX_BYTES = int(float(os.environ.get("OPENRLHF_VIDEO_FRAME_CACHE_GB", 20)) * 2**30)
-# Decoded pictures (YUV) held for another thread to convert, per video (see _read_pyav).
+# Decoded pictures (YUV) waiting for a thread to convert them, per video (see _read_pyav).
 BACKLOG_BYTES = 128 * 2**20
 # Decoders per video (PyAV); lower it where many videos are decoded at once (dataloader workers).
 DECODE_THREADS = int(os.environ.get("OPENRLHF_VIDEO_DECODE_THREADS") or
@@ -210,6 +212,8 @@ def _read_pyav(path: Path, plan):
             _check_complete(path, times, time_base, video_fps, container, stream)
             read = iter(read)
         height, width = stream.codec_context.height, stream.codec_context.width
+        # A decoded picture's bytes (YUV 4:2:0 8-bit: 12 bits a pixel; 10-bit pads to 16 a sample).
+        picture_bytes = height * width * getattr(stream.codec_context.format, "padded_bits_per_pixel", 48) // 8
         indices, size, start, count = plan(total, video_fps, height, width)
         t0 = (stream.start_time or 0) * time_base
         if start > 0 and not read_all:  # jump to the keyframe before the clip instead of reading up to it
@@ -251,27 +255,34 @@ def _read_pyav(path: Path, plan):
     threads = DECODE_THREADS // len(shares)
     frames = np.empty((len(targets), *size, 3), np.uint8)
     # Runs differ in length (250, 250, 250 and 150 pictures at x264's default GOP), so one share
-    # ends first: decoded pictures wait in a backlog that the threads done decoding convert, and
-    # the core that would idle takes the conversions of the longer share (0.92x wall, 30 s clip).
-    # Capped: a waiting picture is its full-size YUV, 3 MB at 1080p.
+    # ends first: decoded pictures wait in a backlog, and a thread done with its share converts
+    # them until every share is decoded, so the core that would idle takes the longer share's
+    # conversions (0.93x wall on the 30 s clip). Capped, as a waiting picture is full-size YUV.
     backlog = queue.SimpleQueue()
-    backlog_cap = BACKLOG_BYTES // (width * height * 3 // 2) if len(shares) > 1 else 0
+    backlog_cap = BACKLOG_BYTES // picture_bytes if len(shares) > 1 else 0
+    decoding, decoding_lock = [len(shares)], threading.Lock()
 
     def decode_share(share: np.ndarray, keyframe: tuple | None, out: np.ndarray) -> int:
         from av.video.reformatter import VideoReformatter
 
         # One swscale context per thread for all its frames (its filters are built once).
         to_rgb = VideoReformatter()
-        for frame, row in zip(_decode_pyav(path, share, keyframe, threads=threads, by_order=in_decoding_order), out):
-            if backlog.qsize() < backlog_cap:
-                backlog.put((frame, row))
-            else:
-                _to_rgb(to_rgb, frame, row)
-        rotation = frame.rotation
-        with contextlib.suppress(queue.Empty):
-            while True:
-                _to_rgb(to_rgb, *backlog.get_nowait())
-        return rotation
+        try:
+            for frame, row in zip(_decode_pyav(path, share, keyframe, threads=threads, by_order=in_decoding_order),
+                                  out, strict=True):  # fmt: skip
+                if backlog.qsize() < backlog_cap:
+                    backlog.put((frame, row))
+                else:
+                    _to_rgb(to_rgb, frame, row)
+        finally:  # the last share decoded (or failed) sends every thread out of the backlog
+            with decoding_lock:
+                decoding[0] -= 1
+                if not decoding[0]:
+                    for _ in shares:
+                        backlog.put(None)
+        for waiting in iter(backlog.get, None):
+            _to_rgb(to_rgb, *waiting)
+        return frame.rotation  # of the share's last picture (a share is never empty)
 
     with ThreadPoolExecutor(len(shares)) as pool:  # PyAV lets go of the GIL while decoding
         rotation = list(pool.map(decode_share, shares, starts, np.split(frames, cuts)))[0]
@@ -338,10 +349,12 @@ def on_screen(shown: np.ndarray, indices: np.ndarray, video_fps: float) -> np.nd
     return np.maximum(np.searchsorted(slots, indices, side="right") - 1, 0)
 
 
-def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, threads: int, by_order: bool = False):
-    """Yields the decoded pictures (av.VideoFrame) whose timestamps are `targets` (sorted, repeats
-    allowed), decoded from `keyframe` = (pts, dts) (None: from the start); `by_order`: whose places
-    in display order are."""
+def _decode_pyav(path: Path, targets: np.ndarray, keyframe: tuple | None, *, threads: int,
+                 by_order: bool = False) -> Iterator:  # fmt: skip
+    """Yields the decoded pictures (av.VideoFrame) whose timestamps are `targets` (sorted; a repeat
+    yields the same picture again), decoded from `keyframe` = (pts, dts) (None: from the start);
+    `by_order`: whose places in display order are. RuntimeError after the last picture found when
+    some are missing."""
     import av
 
     with av.open(str(path)) as container:
