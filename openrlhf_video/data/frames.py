@@ -212,7 +212,8 @@ def _read_pyav(path: Path, plan):
             _check_complete(path, times, time_base, video_fps, container, stream)
             read = iter(read)
         height, width = stream.codec_context.height, stream.codec_context.width
-        # A decoded picture's bytes (YUV 4:2:0 8-bit: 12 bits a pixel; 10-bit pads to 16 a sample).
+        # A decoded picture's bytes: 12 bits a pixel for 8-bit 4:2:0, 10-bit samples take 16; a
+        # format PyAV does not name counts as the largest common one (16-bit 4:4:4).
         picture_bytes = height * width * getattr(stream.codec_context.format, "padded_bits_per_pixel", 48) // 8
         indices, size, start, count = plan(total, video_fps, height, width)
         t0 = (stream.start_time or 0) * time_base
