@@ -392,50 +392,52 @@ def select(args) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(out_dir / ".select.lock", "w")
-    try:  # two runs appending to one stats file would duplicate records
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise DataError(f"{out_dir}: another select run is writing here") from None
+    # Closed on return, not when the garbage collector finds it: the frame sits in a reference
+    # cycle, and a second run in the same process (a notebook, the tests) was refused.
+    with open(out_dir / ".select.lock", "w") as lock:
+        try:  # two runs appending to one stats file would duplicate records
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"{out_dir}: another select run is writing here") from None
 
-    stats_path = out_dir / "stats.jsonl"
-    finished = read_finished(stats_path)
-    todo = [r for r in records if r["id"] not in finished]
-    if todo:
-        if args.rollouts:
-            source = file_rollouts(todo, args.rollouts)
-        else:
-            import torch
+        stats_path = out_dir / "stats.jsonl"
+        finished = read_finished(stats_path)
+        todo = [r for r in records if r["id"] not in finished]
+        if todo:
+            if args.rollouts:
+                source = file_rollouts(todo, args.rollouts)
+            else:
+                import torch
 
-            engine = args.engine or ("ray" if torch.cuda.is_available() else "local")
-            source = (ray_rollouts if engine == "ray" else local_rollouts)(todo, args)
-        failed = 0
-        # Each line is flushed at once: the OS keeps it even if this process is SIGKILLed. fsync
-        # (which only guards against a machine crash) runs at most once a second: per line it
-        # costs ~3 ms, which would dominate a --rollouts run.
-        with open(stats_path, "a") as stats_file, tqdm(
-            total=len(records), initial=len(records) - len(todo), desc="select", unit="record"
-        ) as bar:
-            synced = time.monotonic()
-            for record, responses, error in source:
-                if error:
-                    failed += 1
-                    logger.warning("record %s has no rollouts (%d so far): %s", record["id"], failed, error)
-                    stats = {"id": record["id"], "task": record["task"], "source": record.get("source"), "k": 0, "error": error}
-                else:
-                    stats = record_stats(record, responses, think=args.think)
-                stats_file.write(json.dumps(stats) + "\n")
-                stats_file.flush()
-                if time.monotonic() - synced > 1.0:
-                    os.fsync(stats_file.fileno())
-                    synced = time.monotonic()
-                finished[record["id"]] = stats
-                bar.update()
-            os.fsync(stats_file.fileno())
+                engine = args.engine or ("ray" if torch.cuda.is_available() else "local")
+                source = (ray_rollouts if engine == "ray" else local_rollouts)(todo, args)
+            failed = 0
+            # Each line is flushed at once: the OS keeps it even if this process is SIGKILLed. fsync
+            # (which only guards against a machine crash) runs at most once a second: per line it
+            # costs ~3 ms, which would dominate a --rollouts run.
+            with open(stats_path, "a") as stats_file, tqdm(
+                total=len(records), initial=len(records) - len(todo), desc="select", unit="record"
+            ) as bar:
+                synced = time.monotonic()
+                for record, responses, error in source:
+                    if error:
+                        failed += 1
+                        logger.warning("record %s has no rollouts (%d so far): %s", record["id"], failed, error)
+                        stats = {"id": record["id"], "task": record["task"], "source": record.get("source"), "k": 0, "error": error}
+                    else:
+                        stats = record_stats(record, responses, think=args.think)
+                    stats_file.write(json.dumps(stats) + "\n")
+                    stats_file.flush()
+                    if time.monotonic() - synced > 1.0:
+                        os.fsync(stats_file.fileno())
+                        synced = time.monotonic()
+                    finished[record["id"]] = stats
+                    bar.update()
+                os.fsync(stats_file.fileno())
 
-    all_stats = [finished[r["id"]] for r in records]
-    kept = choose(all_stats, thresholds, args.budget)
-    summary = write_report(out_dir, records, all_stats, kept, thresholds)
-    print(f"kept {summary['kept']} of {summary['records']} records ({summary['failed']} without rollouts, "
-          f"{summary['zero_variance_groups']} zero-variance groups) -> {out_dir / 'kept.yaml'}")  # fmt: skip
-    return 0
+        all_stats = [finished[r["id"]] for r in records]
+        kept = choose(all_stats, thresholds, args.budget)
+        summary = write_report(out_dir, records, all_stats, kept, thresholds)
+        print(f"kept {summary['kept']} of {summary['records']} records ({summary['failed']} without rollouts, "
+              f"{summary['zero_variance_groups']} zero-variance groups) -> {out_dir / 'kept.yaml'}")  # fmt: skip
+        return 0

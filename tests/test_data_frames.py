@@ -255,8 +255,7 @@ def test_decoded_pictures_wait_for_any_thread_to_convert_them_up_to_the_backlog_
     # its pictures: PyAV gives up and decord takes over. Run aside, so a hang fails the test.
     def failing_decode(path, targets, keyframe, **kwargs):
         second_share = keyframe[0] > 0  # the first starts at the keyframe at pts 0
-        for frame in itertools.islice(decode(path, targets, keyframe, **kwargs), 2 if second_share else None):
-            yield frame
+        yield from itertools.islice(decode(path, targets, keyframe, **kwargs), 2 if second_share else None)
         if second_share:
             raise RuntimeError("decoded only 2 of the wanted frames")
 

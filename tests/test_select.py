@@ -1,6 +1,7 @@
 """`openrlhf-video select`: keep rules against hand-computed stats, the --rollouts path and its
 outputs, resuming after a torn line and after a real SIGKILL, and the Ray engine arguments."""
 
+import gc
 import inspect
 import json
 import math
@@ -97,9 +98,13 @@ def _write_inputs(tmp_path, records, rollouts):
     return tmp_path / "data.yaml", tmp_path / "rollouts.jsonl"
 
 
-def test_rollouts_mode_writes_every_output_and_reselects_without_rollouts(tmp_path, capsys):
+def test_rollouts_mode_writes_every_output_and_reselects_without_rollouts(tmp_path, capsys, request):
     data, rollouts = _write_inputs(tmp_path, [c[0] for c in CASES.values()], {k: c[1] for k, c in CASES.items()})
     out = tmp_path / "out"
+    # A run lets go of the output's lock on return, not whenever the garbage collector comes by
+    # (it sat in a reference cycle, and the second run below was refused now and then).
+    gc.disable()
+    request.addfinalizer(gc.enable)
     assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(out)]) == 0
 
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
