@@ -392,8 +392,9 @@ def select(args) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Closed on return, not when the garbage collector finds it: the frame sits in a reference
-    # cycle, and a second run in the same process (a notebook, the tests) was refused.
+    # Closed on return, not when this frame is freed: the first plot's imports (write_report) keep
+    # a caught exception whose traceback holds the frame in a reference cycle, so until the
+    # garbage collector came by, a second run in the same process (a notebook, the tests) was refused.
     with open(out_dir / ".select.lock", "w") as lock:
         try:  # two runs appending to one stats file would duplicate records
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
