@@ -1,6 +1,6 @@
 """Responses per second for `reward_plugins.score` (and for OpenRLHF-style decoded queries) on one core.
 
-    python benchmarks/reward_score.py [--seconds 3] [--video-pads 1000]
+python benchmarks/reward_score.py [--seconds 3] [--video-pads 1000]
 """
 
 import argparse
@@ -30,7 +30,10 @@ def make_samples(count: int, seed: int = 0):
         answer = rng.choice("ABCD")
         kind = rng.choice(["tvg_json", "tvg_prose", "mcq", "oeqa", "gqa", "junk"])
         if kind == "tvg_json":
-            text, label = f'{{"start_time": "{start}", "end_time": "{end}"}}', {"task": "tvg", "span": [start + 0.5, end]}
+            text, label = (
+                f'{{"start_time": "{start}", "end_time": "{end}"}}',
+                {"task": "tvg", "span": [start + 0.5, end]},
+            )
         elif kind == "tvg_prose":
             text, label = f"from {start}s to {end}s", {"task": "tvg", "span": [start, end + 1], "duration": 30.0}
         elif kind == "mcq":
@@ -86,7 +89,9 @@ def main() -> None:
     labels = [label for _, label in samples]
     prompts = [prompt] * len(samples)
     per_query = rate(lambda: score_batch(queries, prompts, labels), len(samples), args.seconds)
-    print(f"score_batch() on decoded queries with {args.video_pads} video pads: {per_query:,.0f} responses/s on one core")
+    print(
+        f"score_batch() on decoded queries with {args.video_pads} video pads: {per_query:,.0f} responses/s on one core"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import time
 
 import aiohttp
 import psutil
-
 from reward_score import PROMPT, make_samples  # the sibling benchmark: same mix of answers
 
 
@@ -87,9 +86,12 @@ def run_phase(name, server, phase):
     p50 = statistics.median(latencies) * 1e3
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3
     count = len(latencies)
-    print(f"{name}: {count / elapsed:,.0f} requests/s ({64 * count / elapsed:,.0f} responses/s), "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors} of {count}; CPU per request: "
-          f"server {1e3 * server_cpu / count:.2f} ms, load generator {1e3 * client_cpu / count:.2f} ms", flush=True)
+    print(
+        f"{name}: {count / elapsed:,.0f} requests/s ({64 * count / elapsed:,.0f} responses/s), "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors} of {count}; CPU per request: "
+        f"server {1e3 * server_cpu / count:.2f} ms, load generator {1e3 * client_cpu / count:.2f} ms",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -103,21 +105,32 @@ def main() -> None:
 
     samples = make_samples(64)
     prompt = PROMPT.replace("<|video_pad|>", "<|video_pad|>" * args.video_pads)
-    body = json.dumps({
-        "query": [prompt + response + "<|im_end|><|endoftext|>" for response, _ in samples],
-        "prompts": [prompt] * 64,
-        "labels": [label for _, label in samples],
-    }).encode()
-    server = subprocess.Popen([sys.executable, "-m", "reward_plugins.server", "--port", "0", "--workers", str(args.workers)],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    body = json.dumps(
+        {
+            "query": [prompt + response + "<|im_end|><|endoftext|>" for response, _ in samples],
+            "prompts": [prompt] * 64,
+            "labels": [label for _, label in samples],
+        }
+    ).encode()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "reward_plugins.server", "--port", "0", "--workers", str(args.workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         url = server.stdout.readline().split()[-1] + "/get_reward"
-        print(f"server {url} ({args.workers} worker process(es)); body {len(body) / 1024:.0f} KiB, "
-              f"64 queries with {args.video_pads} video pads each")
+        print(
+            f"server {url} ({args.workers} worker process(es)); body {len(body) / 1024:.0f} KiB, "
+            f"64 queries with {args.video_pads} video pads each"
+        )
         asyncio.run(closed_loop(url, body, 2, 1.0))  # warm up
         process = psutil.Process(server.pid)
-        run_phase(f"closed loop, {args.concurrency} in flight", process,
-                  closed_loop(url, body, args.concurrency, args.seconds))
+        run_phase(
+            f"closed loop, {args.concurrency} in flight",
+            process,
+            closed_loop(url, body, args.concurrency, args.seconds),
+        )
         run_phase(f"open loop at {args.rate:.0f} requests/s", process, open_loop(url, body, args.rate, args.seconds))
         print(f"machine load average over the last minute: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:

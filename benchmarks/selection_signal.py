@@ -81,20 +81,30 @@ def main() -> None:
     flat = {name: [] for name in batches}
     for seed in range(1, args.seeds + 1):
         out = work / f"fresh_seed{seed}"
-        assert select.main(["--data", str(fresh), "--policy", str(policy), "--out", str(out), "--seed", str(seed), *common]) == 0
-        fresh_stats = {json.loads(line)["id"]: json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()}
+        assert (
+            select.main(
+                ["--data", str(fresh), "--policy", str(policy), "--out", str(out), "--seed", str(seed), *common]
+            )
+            == 0
+        )
+        fresh_stats = {
+            json.loads(line)["id"]: json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()
+        }
         for name, drawn in batches.items():
             flat[name].append(zero_variance([fresh_stats[r["id"]] for r in drawn]))
 
     print(f"\nselection: kept {len(kept)} of {len(records)} records, K={args.k}, {seconds:.1f} s "
           f"({seconds / len(records):.2f} s per record with vLLM's CPU build, its start-up and cold frame decoding included)")  # fmt: skip
-    print(f"training batches of {batch} records, rolled out again with K={args.k}, seeds 1-{args.seeds} (mean, per seed):")
+    print(
+        f"training batches of {batch} records, rolled out again with K={args.k}, seeds 1-{args.seeds} (mean, per seed):"
+    )
     for name, fractions in flat.items():
         by_reward, by_signal = ([f[i] for f in fractions] for i in (0, 1))
         print(f"  from the {name:<10} set: zero-variance groups {sum(by_reward) / len(by_reward):.0%} by total reward "
               f"{[f'{f:.0%}' for f in by_reward]}, {sum(by_signal) / len(by_signal):.0%} by task signal (accuracy/IoU) "
               f"{[f'{f:.0%}' for f in by_signal]}")  # fmt: skip
     print(f"outputs: {work / 'select'} (summary.json, spread_hist.png)")
+
 
 if __name__ == "__main__":
     main()

@@ -55,10 +55,14 @@ class RltTask(ConfigurableMessagesTask):
                 wanted += f" with source {meta['format']}/{self.config.dataset_name}"
                 records = [r for r in records if r["source"] == f"{meta['format']}/{self.config.dataset_name}"]
         elif self.config.dataset_path is None:
-            raise ValueError(f"{name}: lmms-eval has no hub dataset for it; set {env}_ANNOTATIONS (and {env}_VIDEO_ROOT)")
+            raise ValueError(
+                f"{name}: lmms-eval has no hub dataset for it; set {env}_ANNOTATIONS (and {env}_VIDEO_ROOT)"
+            )
         else:
             hf_home = os.path.expanduser(os.getenv("HF_HOME", "~/.cache/huggingface"))
-            hub_videos = os.path.join(resolve_cache_dir(dataset_kwargs["cache_dir"], base_dir=hf_home), meta.get("hub_video_dir", ""))
+            hub_videos = os.path.join(
+                resolve_cache_dir(dataset_kwargs["cache_dir"], base_dir=hf_home), meta.get("hub_video_dir", "")
+            )
             try:  # lmms-eval's own download, retried a few times; process_docs makes records
                 super().download(dataset_kwargs)
             except Exception as e:  # offline clusters end here: say how to use local files instead
@@ -111,7 +115,10 @@ def doc_to_messages(doc) -> list[dict]:
     if doc["video_found"]:
         start, end = doc["clip"] or (None, None)
         content.insert(0, {"type": "video", "url": doc["video"], "start_time": start, "end_time": end})
-    return [{"role": "system", "content": [{"type": "text", "text": system["content"]}]}, {"role": "user", "content": content}]
+    return [
+        {"role": "system", "content": [{"type": "text", "text": system["content"]}]},
+        {"role": "user", "content": content},
+    ]
 
 
 def doc_to_text(doc) -> str:

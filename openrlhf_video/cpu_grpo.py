@@ -51,7 +51,9 @@ class InProcessEngine:
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(({"prompt_token_ids": prompt_token_ids, "multi_modal_data": multi_modal_data}, sampling_params, future))
+        self._pending.append(
+            ({"prompt_token_ids": prompt_token_ids, "multi_modal_data": multi_modal_data}, sampling_params, future)
+        )
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_later(0.02, self._generate_pending)
         return await future
@@ -146,12 +148,16 @@ def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_
         "rollout.n_samples_per_prompt": n_samples, "reward.clip_range": (-10, 10),
         "reward.overlong_buffer_len": None, "reward.stop_properly_penalty_coef": None,
     }))  # fmt: skip
-    maker = RemoteExperienceMaker(None, None, None, None, FixedKLController(0.0), SimpleNamespace(args=args), processor.tokenizer)
+    maker = RemoteExperienceMaker(
+        None, None, None, None, FixedKLController(0.0), SimpleNamespace(args=args), processor.tokenizer
+    )
     (batch,) = maker.compute_advantages_and_returns([batch])
 
     actor.train()
     log_probs = actor(batch.sequences, batch.action_mask, batch.attention_mask, **mm_inputs)
-    loss, clip_ratio, _, _, _ = PolicyLoss()(log_probs, batch.action_log_probs, batch.advantages, action_mask=batch.action_mask)
+    loss, clip_ratio, _, _, _ = PolicyLoss()(
+        log_probs, batch.action_log_probs, batch.advantages, action_mask=batch.action_mask
+    )
     optimizer.zero_grad()
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(actor.parameters(), max_norm)
@@ -176,8 +182,19 @@ def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_
     return metrics, responses
 
 
-def train(model_dir, rows: list[dict], out_dir, *, steps: int, prompts_per_step: int, n_samples: int,
-          max_new_tokens: int, lr: float, seed: int = 0, on_step=None):
+def train(
+    model_dir,
+    rows: list[dict],
+    out_dir,
+    *,
+    steps: int,
+    prompts_per_step: int,
+    n_samples: int,
+    max_new_tokens: int,
+    lr: float,
+    seed: int = 0,
+    on_step=None,
+):
     """`steps` GRPO steps from `model_dir` on `rows` (VideoPromptDataset rows), drawn in a
     seeded shuffled order. Saves the policy to `out_dir` and every rollout (step, label, response,
     reward) to `out_dir/rollouts.jsonl`; returns (out_dir, per-step metrics)."""
@@ -203,11 +220,15 @@ def train(model_dir, rows: list[dict], out_dir, *, steps: int, prompts_per_step:
             if len(queue) < prompts_per_step:
                 queue += order.sample(rows, len(rows))
             step_rows, queue = queue[:prompts_per_step], queue[prompts_per_step:]
-            metrics, responses = grpo_step(actor, optimizer, engine, processor, step_rows, n_samples=n_samples, max_new_tokens=max_new_tokens)
+            metrics, responses = grpo_step(
+                actor, optimizer, engine, processor, step_rows, n_samples=n_samples, max_new_tokens=max_new_tokens
+            )
             for r in responses:
                 (start, end), tokens = r["action_ranges"][0], r["observation_tokens"]
                 response = processor.tokenizer.decode(tokens[start:end], skip_special_tokens=True)
-                log.write(json.dumps({"step": step, "label": r["label"], "response": response, "reward": r["reward"]}) + "\n")
+                log.write(
+                    json.dumps({"step": step, "label": r["label"], "response": response, "reward": r["reward"]}) + "\n"
+                )
             history.append({"step": step, **metrics})
             if on_step:
                 on_step(history[-1])

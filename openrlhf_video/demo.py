@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=6, help="GRPO steps")
     p.add_argument("--prompts-per-step", type=int, default=4)
     p.add_argument("--samples", type=int, default=4, help="GRPO group size (rollouts per prompt)")
-    p.add_argument("--max-new-tokens", type=int, default=80, help="room for the warm start's longest answer (~64 tokens)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=80, help="room for the warm start's longest answer (~64 tokens)"
+    )
     # Adam moves every weight by ~lr per step: 1e-3 wiped out the warm start's format in 3 steps.
     p.add_argument("--lr", type=float, default=1e-4, help="GRPO learning rate")
     # Frame sampling for every stage, the warm start's own defaults: train and roll out alike.
@@ -65,7 +67,9 @@ def main(argv: list[str]) -> int:
         if not value > 0:  # AdamW refuses it, but only after the warm start and selection
             parser.error(f"{flag} {value}: must be positive")
     if args.total_pixels // 12 < EVAL_MIN_PIXELS:  # checked now, not after the warm start and selection
-        parser.error(f"--total-pixels {args.total_pixels}: at least {12 * EVAL_MIN_PIXELS} (eval gives each of ~12 frames 1/12)")
+        parser.error(
+            f"--total-pixels {args.total_pixels}: at least {12 * EVAL_MIN_PIXELS} (eval gives each of ~12 frames 1/12)"
+        )
     # vLLM's CPU worker logs a warning for every torch.set_num_threads call (hundreds per run) and
     # for each weight-less layer at every weight sync; errors still show. Override to see all.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -115,13 +119,18 @@ def main(argv: list[str]) -> int:
     train_records = load_config(configs["train"])
     done("data check")
 
-    stage("warm start", f"{args.warm_start_steps} supervised steps on the answer format, so rollouts are neither all right nor all wrong")
+    stage(
+        "warm start",
+        f"{args.warm_start_steps} supervised steps on the answer format, so rollouts are neither all right nor all wrong",
+    )
     if args.warm_start_steps > 0:
         from openrlhf_video.warm_start import warm_start
 
         policy = warm_start(tiny_model, train_records, out / "warm_start", steps=args.warm_start_steps, lr=args.warm_start_lr,
                             seed=args.seed, fps=args.fps, total_pixels=args.total_pixels)  # fmt: skip
-        print(f"    the policy is WARM-STARTED: the tiny model after {args.warm_start_steps} supervised steps on ground-truth answers")
+        print(
+            f"    the policy is WARM-STARTED: the tiny model after {args.warm_start_steps} supervised steps on ground-truth answers"
+        )
     else:
         policy = tiny_model
         print("    no warm start: the random tiny model rarely writes the answer format, so most GRPO groups are flat")
@@ -141,7 +150,9 @@ def main(argv: list[str]) -> int:
     # GRPO on flat groups does nothing; rather than stop the rehearsal, train on everything and say so.
     selection["fallback_to_all_records"] = len(kept) < args.prompts_per_step
     if selection["fallback_to_all_records"]:
-        print(f"    WARNING: selection kept {len(kept)} records, fewer than one GRPO step needs; GRPO uses all {len(train_records)}")
+        print(
+            f"    WARNING: selection kept {len(kept)} records, fewer than one GRPO step needs; GRPO uses all {len(train_records)}"
+        )
         kept = train_records
     done("selection")
 
@@ -162,7 +173,10 @@ def main(argv: list[str]) -> int:
     rows = VideoPromptDataset(kept, get_tokenizer(str(policy), None)).rows
 
     def show(m):
-        parts = [f"{name} {'-' if m[name] is None else format(m[name], '.3f')}" for name in ("reward", "format", "iou", "accuracy")]
+        parts = [
+            f"{name} {'-' if m[name] is None else format(m[name], '.3f')}"
+            for name in ("reward", "format", "iou", "accuracy")
+        ]
         print(f"    step {m['step']}: {'  '.join(parts)}  loss {m['policy_loss']:+.4f}  "
               f"flat groups {m['zero_std_groups']}/{args.prompts_per_step}  {m['seconds']:.1f} s", flush=True)  # fmt: skip
 
@@ -223,7 +237,9 @@ def evaluate(commands: list, model_dir, output: Path, records: Path, args) -> di
     if code != 0:
         print(f"openrlhf-video demo: evaluation of {model_dir} failed (see above)", file=sys.stderr)
         return None
-    results = json.loads(Path(max(glob.glob(f"{output}/**/*_results.json", recursive=True), key=os.path.getmtime)).read_text())
+    results = json.loads(
+        Path(max(glob.glob(f"{output}/**/*_results.json", recursive=True), key=os.path.getmtime)).read_text()
+    )
     return {task: {metric: results["results"][task][f"{metric},none"] for metric in metrics}
             for task, metrics in EVAL_METRICS.items()}  # fmt: skip
 
@@ -240,7 +256,13 @@ def plot_report(summary: dict, selection_stats: Path, path: Path) -> None:
     fig, (curves, hist, bars) = plt.subplots(1, 3, figsize=(16, 4.8))
     steps = [m["step"] for m in summary["grpo"]]
     for name in ("reward", "format", "iou", "accuracy"):
-        curves.plot(steps, [m[name] for m in summary["grpo"]], marker="o", label=name, linewidth=2.5 if name == "reward" else 1.2)
+        curves.plot(
+            steps,
+            [m[name] for m in summary["grpo"]],
+            marker="o",
+            label=name,
+            linewidth=2.5 if name == "reward" else 1.2,
+        )
     curves.set(xlabel="GRPO step", ylabel="mean over the step's rollouts", title="reward and its components",
                ylim=(-0.02, 1.02), xticks=steps)  # fmt: skip
     curves.legend(fontsize=8)

@@ -46,9 +46,15 @@ def main(argv: list[str]) -> int:
     args, _ = known.parse_known_args(argv)
     # Mistakes found before lmms-eval starts (~15 s): it would log them and still finish.
     ours = our_task_names()
-    unknown = [name for name in (args.tasks or "").split(",") if name.startswith("rlt_") and "*" not in name and name not in ours]
+    unknown = [
+        name
+        for name in (args.tasks or "").split(",")
+        if name.startswith("rlt_") and "*" not in name and name not in ours
+    ]
     if unknown:
-        print(f"openrlhf-video eval: unknown task {', '.join(unknown)}; ours: {', '.join(sorted(ours))}", file=sys.stderr)
+        print(
+            f"openrlhf-video eval: unknown task {', '.join(unknown)}; ours: {', '.join(sorted(ours))}", file=sys.stderr
+        )
         return 2
     if args.output_path:
         try:

@@ -132,7 +132,9 @@ class AgentExecutor(AgentExecutorBase):
         self.failed_videos += 1
         logger.warning("rollout without its video (%d so far), reward 0: %s", self.failed_videos, error)
         vision_ids = set(processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS))
-        prompt_ids = [t for t in processor.tokenizer(prompt, add_special_tokens=False)["input_ids"] if t not in vision_ids]
+        prompt_ids = [
+            t for t in processor.tokenizer(prompt, add_special_tokens=False)["input_ids"] if t not in vision_ids
+        ]
         observation = prompt_ids + [processor.tokenizer.eos_token_id]
         return {
             "prompt": prompt,

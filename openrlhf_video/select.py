@@ -143,7 +143,7 @@ def file_rollouts(records: list[dict], path: str):
                 row = json.loads(line)
                 responses[row["id"]].append(str(row["response"]))
             except (ValueError, KeyError, TypeError) as e:
-                raise DataError(f"{path}:{lineno}: expected {{\"id\": ..., \"response\": ...}} ({e})") from None
+                raise DataError(f'{path}:{lineno}: expected {{"id": ..., "response": ...}} ({e})') from None
     counts = {record["id"]: len(responses.get(record["id"], ())) for record in records}
     usual = Counter(counts.values()).most_common(1)[0][0] if counts else 0
     for record_id, got in counts.items():  # one K for all: the keep rules mean different things at K=2 and K=8
@@ -152,7 +152,9 @@ def file_rollouts(records: list[dict], path: str):
                             f"and the same number for every record (most have {usual})")  # fmt: skip
     unknown = set(responses) - {r["id"] for r in records}
     if unknown:
-        logger.warning("%s: %d ids are not among the data's records (ignored), e.g. %r", path, len(unknown), min(unknown))
+        logger.warning(
+            "%s: %d ids are not among the data's records (ignored), e.g. %r", path, len(unknown), min(unknown)
+        )
     for record in records:
         yield record, responses[record["id"]], None
 
@@ -171,7 +173,9 @@ def local_rollouts(records: list[dict], args):
     processor = AutoProcessor.from_pretrained(args.policy)
     llm = in_process_llm(args.policy, max_len=args.max_len, seed=args.seed)
     # No per-request seed: it would give every record the same random stream.
-    params = SamplingParams(n=args.k, temperature=args.temperature, max_tokens=args.max_new_tokens, bad_words=VISION_TOKENS)
+    params = SamplingParams(
+        n=args.k, temperature=args.temperature, max_tokens=args.max_new_tokens, bad_words=VISION_TOKENS
+    )
     for start in range(0, len(records), args.batch_size):
         batch, requests = [], []
         for record in records[start : start + args.batch_size]:
@@ -263,7 +267,9 @@ def ray_rollouts(records: list[dict], args):
             texts = []
             for sample in samples:
                 start, end = sample["action_ranges"][0]
-                texts.append(processor.tokenizer.decode(sample["observation_tokens"][start:end], skip_special_tokens=True))
+                texts.append(
+                    processor.tokenizer.decode(sample["observation_tokens"][start:end], skip_special_tokens=True)
+                )
             yield record, texts, None
 
 
@@ -314,9 +320,20 @@ def plot_spread(ax, all_stats: list[dict], thresholds: dict, bins: int = 24) -> 
     scored = [s for s in all_stats if not s.get("error")]
     tasks = sorted({s["task"] for s in scored})
     if tasks:
-        ax.hist([[spread(s) for s in scored if s["task"] == t] for t in tasks], bins=bins, range=(0, MAX_SPREAD), stacked=True, label=tasks)
+        ax.hist(
+            [[spread(s) for s in scored if s["task"] == t] for t in tasks],
+            bins=bins,
+            range=(0, MAX_SPREAD),
+            stacked=True,
+            label=tasks,
+        )
     for task, value in thresholds.items():
-        ax.axvline(value, color="black", linestyle="--", label=f"IoU std threshold{'' if task == 'default' else f' ({task})'} {value}")
+        ax.axvline(
+            value,
+            color="black",
+            linestyle="--",
+            label=f"IoU std threshold{'' if task == 'default' else f' ({task})'} {value}",
+        )
     ax.set_xlabel("reward spread over K rollouts (std of accuracy or IoU)")
     ax.set_ylabel("records")
     ax.legend(fontsize=8)
@@ -346,13 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--max-len", type=int, default=8192, help="prompt + response tokens (vLLM max_model_len)")
     p.add_argument("--fps", type=float, default=float(os.environ.get("OPENRLHF_VIDEO_FPS", "2.0")))
-    p.add_argument("--total-pixels", type=int, default=int(os.environ.get("OPENRLHF_VIDEO_TOTAL_PIXELS", str(2048 * 28 * 28))))
+    p.add_argument(
+        "--total-pixels", type=int, default=int(os.environ.get("OPENRLHF_VIDEO_TOTAL_PIXELS", str(2048 * 28 * 28)))
+    )
     p.add_argument("--engine", choices=("local", "ray"),
                    help="local: vLLM in this process (default without CUDA); ray: OpenRLHF's engines on every GPU of the Ray cluster")  # fmt: skip
-    p.add_argument("--num-engines", type=int, help="ray: engines to start (default: cluster GPUs / tensor parallel size)")
+    p.add_argument(
+        "--num-engines", type=int, help="ray: engines to start (default: cluster GPUs / tensor parallel size)"
+    )
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16, help="local: records per vLLM call")
-    p.add_argument("--skip-bad-records", type=int, default=0, help="skip up to this many bad records (logged) instead of failing")
+    p.add_argument(
+        "--skip-bad-records", type=int, default=0, help="skip up to this many bad records (logged) instead of failing"
+    )
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -388,7 +411,9 @@ def select(args) -> int:
     seen = Counter(r["id"] for r in records)
     duplicates = [i for i, n in seen.items() if n > 1]
     if duplicates:
-        raise DataError(f"{args.data}: record ids must be unique (results are resumed by id); repeated: {duplicates[:5]}")
+        raise DataError(
+            f"{args.data}: record ids must be unique (results are resumed by id); repeated: {duplicates[:5]}"
+        )
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -416,15 +441,22 @@ def select(args) -> int:
             # Each line is flushed at once: the OS keeps it even if this process is SIGKILLed. fsync
             # (which only guards against a machine crash) runs at most once a second: per line it
             # costs ~3 ms, which would dominate a --rollouts run.
-            with open(stats_path, "a") as stats_file, tqdm(
-                total=len(records), initial=len(records) - len(todo), desc="select", unit="record"
-            ) as bar:
+            with (
+                open(stats_path, "a") as stats_file,
+                tqdm(total=len(records), initial=len(records) - len(todo), desc="select", unit="record") as bar,
+            ):
                 synced = time.monotonic()
                 for record, responses, error in source:
                     if error:
                         failed += 1
                         logger.warning("record %s has no rollouts (%d so far): %s", record["id"], failed, error)
-                        stats = {"id": record["id"], "task": record["task"], "source": record.get("source"), "k": 0, "error": error}
+                        stats = {
+                            "id": record["id"],
+                            "task": record["task"],
+                            "source": record.get("source"),
+                            "k": 0,
+                            "error": error,
+                        }
                     else:
                         stats = record_stats(record, responses, think=args.think)
                     stats_file.write(json.dumps(stats) + "\n")

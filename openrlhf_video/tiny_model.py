@@ -73,8 +73,8 @@ def _build(out_dir: Path, seed: int) -> None:
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
         Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
         Qwen2Tokenizer,
+        Qwen2VLImageProcessor,
         Qwen2VLVideoProcessor,
     )
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -168,7 +168,9 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0)
     if is_built():
         return out_dir
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and is not a tiny Qwen2.5-VL (seed {seed}, builder v{BUILDER_VERSION})")
+        raise FileExistsError(
+            f"{out_dir} exists and is not a tiny Qwen2.5-VL (seed {seed}, builder v{BUILDER_VERSION})"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:

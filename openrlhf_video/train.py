@@ -30,7 +30,11 @@ PLUGIN_FLAGS = {
 # Flags that turn on sample packing, which breaks the alignment of video tokens and pixels
 # (OpenRLHF checks this only for images, and only before --train.dynamic_batch_enable forces it).
 PACKING_FLAGS = ("--ds.packing_samples", "--train.dynamic_batch_enable")
-FRAME_ENV = ("OPENRLHF_VIDEO_FRAME_CACHE", "OPENRLHF_VIDEO_FRAME_CACHE_GB", "OPENRLHF_VIDEO_DECODE_THREADS")  # data/frames.py
+FRAME_ENV = (
+    "OPENRLHF_VIDEO_FRAME_CACHE",
+    "OPENRLHF_VIDEO_FRAME_CACHE_GB",
+    "OPENRLHF_VIDEO_DECODE_THREADS",
+)  # data/frames.py
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -43,7 +43,9 @@ def training_example(processor, record: dict, *, think: bool = True, fps: float 
 
     frames = load_frames(record["video"], clip=record["clip"], fps=fps, total_pixels=total_pixels)
     _, prompt_ids, mm_inputs, _ = video_inputs(processor, render_prompt(processor, record, think=think), frames)
-    answer_ids = processor.tokenizer(answer_text(record, think=think) + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    answer_ids = processor.tokenizer(answer_text(record, think=think) + "<|im_end|>", add_special_tokens=False)[
+        "input_ids"
+    ]
     input_ids = torch.tensor([prompt_ids + answer_ids])
     video_token = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     return {

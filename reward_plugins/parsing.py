@@ -54,9 +54,7 @@ def has_format(response: str, think: bool = True) -> int:
 # which read as seconds would be a wrong span, not an unparsed one.
 _TIME = r"(?<![\w.:])-?\d+(?::\d{1,2}){0,2}(?:\.\d+)?(?!\.?\d|\s*(?:e[-+]?\d|ms\b|msecs?\b|milli|min|hours?\b|hrs?\b|h\b|%))"
 _UNIT = r"(?:\s*(?:s|sec|secs|second|seconds)\b)?"
-_SPAN_PAIR = re.compile(
-    rf"({_TIME}){_UNIT}\s*(?:-+>?|–|—|~|,|to|until|till|and)\s*({_TIME}){_UNIT}", re.I
-)
+_SPAN_PAIR = re.compile(rf"({_TIME}){_UNIT}\s*(?:-+>?|–|—|~|,|to|until|till|and)\s*({_TIME}){_UNIT}", re.I)
 # Temporal-R1 writes {"start_time": "3.2", "end_time": "5.1"}; models also write
 # "start time: 3.2", "end=5.1" and "starts at 3.2 seconds and ends at 5.1".
 _SPAN_KEY = re.compile(

@@ -85,7 +85,9 @@ def parse_label(label) -> dict:
         if task in ("mcq", "gqa"):  # the gold answer goes through the model's parser
             answer = parse_choice(str(answer), options)
             if answer is None:
-                raise ValueError(f"label field 'answer' {label['answer']!r} is not an option letter or an option's text")
+                raise ValueError(
+                    f"label field 'answer' {label['answer']!r} is not an option letter or an option's text"
+                )
         else:
             answer = normalize_answer(str(answer))
             if not answer:  # "a", "the", "?": nothing is left to match a reply against

@@ -63,7 +63,9 @@ def build_app(*, think: bool = True, weights: dict | None = None, token: str | N
         return web.json_response(out)
 
     async def health(request: web.Request) -> web.Response:  # counts are this worker's own
-        return web.json_response({"status": "ok", "pid": os.getpid(), "think": think, "weights": weights or {}, **counts})
+        return web.json_response(
+            {"status": "ok", "pid": os.getpid(), "think": think, "weights": weights or {}, **counts}
+        )
 
     app = web.Application(client_max_size=max_body_mb * 2**20)
     app.add_routes([web.post("/", reward), web.post("/get_reward", reward), web.get("/health", health)])
@@ -95,8 +97,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=5000, help="0 picks a free port (printed at start)")
     parser.add_argument("--token", default=None, help="require this bearer token")
     parser.add_argument("--token-env", default=None, help="read the bearer token from this environment variable")
-    parser.add_argument("--think", action=argparse.BooleanOptionalAction, default=True,
-                        help="format reward expects <think>…</think><answer>…</answer> (default) or only <answer>")
+    parser.add_argument(
+        "--think",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="format reward expects <think>…</think><answer>…</answer> (default) or only <answer>",
+    )
     parser.add_argument("--weights", default="", help="override preset weights, e.g. iou=0.7,format=0.3")
     parser.add_argument("--max-body-mb", type=int, default=256, help="largest accepted request body")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (scoring is GIL-bound)")

@@ -61,8 +61,8 @@ def test_frames_are_sampled_like_qwen_and_timestamps_match_the_pictures(videos, 
     assert vf.fps == pytest.approx(t / vf.total_num_frames * video_fps)
     np.testing.assert_allclose(vf.timestamps, vf.frames_indices / video_fps)
     # The square is on screen exactly for 2.0 <= time <= 5.0: the timestamps say when each frame is.
-    for frame, time in zip(vf.frames, vf.timestamps):
-        assert shows_square(frame) == (EVENT[0] <= time <= EVENT[1]), time
+    for frame, seconds in zip(vf.frames, vf.timestamps):
+        assert shows_square(frame) == (EVENT[0] <= seconds <= EVENT[1]), seconds
 
 
 def numbered_picture(number: int) -> np.ndarray:
@@ -151,11 +151,17 @@ def test_the_processor_gets_the_real_sampled_fps(videos, tiny_model_dir):
                          (videos["30fps"], {"clip": (1.0, 4.5)})]:  # fmt: skip
         vf = load_frames(path, cache_dir=None, **kwargs)
         metadata = {k: v for k, v in vf.metadata().items() if k != "do_sample_frames"}  # HF has no such field
-        out = processor(text=[text], videos=[vf.frames], video_metadata=[metadata], do_sample_frames=False, return_tensors="pt")
+        out = processor(
+            text=[text], videos=[vf.frames], video_metadata=[metadata], do_sample_frames=False, return_tensors="pt"
+        )
         assert out["second_per_grid_ts"][0] == pytest.approx(2 / vf.fps)
         assert vf.fps != pytest.approx(2.0)  # the floors to even frames make the naive value wrong
         # No second resize inside the processor: the grid is our frames' own.
-        assert out["video_grid_thw"][0].tolist() == [len(vf.frames) // 2, vf.frames.shape[1] // 14, vf.frames.shape[2] // 14]
+        assert out["video_grid_thw"][0].tolist() == [
+            len(vf.frames) // 2,
+            vf.frames.shape[1] // 14,
+            vf.frames.shape[2] // 14,
+        ]
 
 
 def test_clip_samples_only_that_part_in_the_whole_videos_time(videos):
@@ -202,7 +208,13 @@ def test_pyav_skips_unreferenced_b_frames_and_decodes_keyframe_runs_in_parallel_
     assert keyframes >= 3
     shares = []
     decode = frames._decode_pyav
-    monkeypatch.setattr(frames, "_decode_pyav", lambda path, targets, keyframe, **kw: shares.append((targets, keyframe)) or decode(path, targets, keyframe, **kw))
+    monkeypatch.setattr(
+        frames,
+        "_decode_pyav",
+        lambda path, targets, keyframe, **kw: (
+            shares.append((targets, keyframe)) or decode(path, targets, keyframe, **kw)
+        ),
+    )
     for threads, clip in ((1, None), (3, None), (3, (1.3, 4.9)), (2, (7.0, 21.0))):
         monkeypatch.setattr(frames, "DECODE_THREADS", threads)
         shares.clear()
@@ -283,7 +295,11 @@ def test_other_containers_and_codecs_split_at_keyframes_bit_exact(tmp_path, monk
     codec, options, path = {
         "h264 in mkv": (None, None, tmp_path / "v.mkv"),  # the same packets, remuxed
         "h264 in mpeg-ts": (None, None, tmp_path / "v.ts"),
-        "h264 open gop": ("libx264", {"x264-params": "open-gop=1:keyint=60:min-keyint=60:scenecut=0"}, tmp_path / "v.mp4"),
+        "h264 open gop": (
+            "libx264",
+            {"x264-params": "open-gop=1:keyint=60:min-keyint=60:scenecut=0"},
+            tmp_path / "v.mp4",
+        ),
         "vp9 in webm": ("libvpx-vp9", {"g": "60", "deadline": "realtime", "cpu-used": "8"}, tmp_path / "v.webm"),
     }[kind]
     with av.open(str(source)) as src, av.open(str(path), "w") as dst:
@@ -340,7 +356,9 @@ def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path, videos):
     one_frame = make_video(tmp_path / "one.mp4", duration=0.1, fps=10, event=(0.0, 0.1))
     with pytest.raises(DataError, match="one.mp4.*cannot sample"):
         load_frames(one_frame, cache_dir=None)
-    with pytest.raises(DataError, match="cannot sample frames \\(clip \\[1.0, None\\]"):  # a rollout catches DataError only
+    with pytest.raises(
+        DataError, match="cannot sample frames \\(clip \\[1.0, None\\]"
+    ):  # a rollout catches DataError only
         load_frames(videos["10fps"], clip=[1.0, None], cache_dir=None)
     with pytest.raises(DataError, match="no video given"):  # a row without a video
         load_frames(None, cache_dir=None)
@@ -404,7 +422,9 @@ def test_cache_hits_keys_and_is_safe_for_concurrent_processes(videos, tmp_path, 
         np.testing.assert_array_equal(getattr(cold, name), getattr(warm, name))
     assert warm.metadata() == cold.metadata() and warm.fps == cold.fps
     assert load_frames(videos["10fps"], cache_dir=cache, fps=1.0).backend != "cache"  # settings are in the key
-    assert load_frames(videos["10fps"], cache_dir=cache, backend="decord").backend == "decord"  # the decoder too: other pixels
+    assert (
+        load_frames(videos["10fps"], cache_dir=cache, backend="decord").backend == "decord"
+    )  # the decoder too: other pixels
     os.utime(videos["10fps"], ns=(1, 1))  # a changed file (mtime) is decoded again
     assert load_frames(videos["10fps"], cache_dir=cache).backend != "cache"
 
@@ -440,7 +460,9 @@ def test_cache_size_cap_evicts_least_recently_used(videos, tmp_path):
     cap = int(first.stat().st_size * 2.5)  # room for two entries of about this size, not three
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=6, cache_max_bytes=cap)
     time.sleep(0.05)  # file times tick coarsely (a few ms): a read in the same tick as the last write would tie
-    assert load_frames(videos["10fps"], cache_dir=cache, fps=1.0).backend == "cache"  # the first is read again: most recent
+    assert (
+        load_frames(videos["10fps"], cache_dir=cache, fps=1.0).backend == "cache"
+    )  # the first is read again: most recent
     load_frames(videos["10fps"], cache_dir=cache, fps=1.0, min_frames=8, cache_max_bytes=cap)
     entries = list(cache.glob("*.frames"))
     assert len(entries) == 2 and first in entries
@@ -466,7 +488,12 @@ def test_colours_follow_the_videos_own_matrix_and_range_as_decord_does(tmp_path,
         stream = out.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 112, 56, "yuv420p"
         ctx = stream.codec_context
-        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = colorspace, colorspace, colorspace, color_range
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = (
+            colorspace,
+            colorspace,
+            colorspace,
+            color_range,
+        )
         for _ in range(10):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame = frame.reformat(format="yuv420p", dst_colorspace=colorspace, dst_color_range=color_range)
@@ -502,7 +529,9 @@ def test_audio_that_runs_on_past_the_video_is_not_a_cut(tmp_path):
     assert video_info(path)["duration"] == 4.0  # what data check runs: no DataError, and the video's length
 
 
-@pytest.mark.parametrize("degrees, red_rows", [(-90, slice(0, 28)), (90, slice(-28, None)), (180, None), (135, None), (100, None)])
+@pytest.mark.parametrize(
+    "degrees, red_rows", [(-90, slice(0, 28)), (90, slice(-28, None)), (180, None), (135, None), (100, None)]
+)
 def test_video_stored_sideways_comes_out_upright_as_decord_gives_it(tmp_path, degrees, red_rows):
     """A phone clip shot upright is stored sideways with a display matrix (MP4 'tkhd') saying how
     to turn it; PyAV hands out the stored picture: the model saw portrait video lying on its side."""
@@ -523,7 +552,9 @@ def test_video_stored_sideways_comes_out_upright_as_decord_gives_it(tmp_path, de
     # FFmpeg 7 writes no matrix for a 'rotate' tag any more: set it in the track header (version 0).
     cos, sin = (round(math.cos(math.radians(degrees)) * 2**16), round(math.sin(math.radians(degrees)) * 2**16))
     data = bytearray(path.read_bytes())
-    matrix_at = data.find(b"tkhd") + 4 + 4 + 20 + 8 + 8  # version and flags, times, id, duration; reserved; layer..volume
+    matrix_at = (
+        data.find(b"tkhd") + 4 + 4 + 20 + 8 + 8
+    )  # version and flags, times, id, duration; reserved; layer..volume
     data[matrix_at : matrix_at + 36] = struct.pack(">9i", cos, -sin, 0, sin, cos, 0, 0, 0, 1 << 30)  # counterclockwise
     path.write_bytes(bytes(data))
 

@@ -63,7 +63,10 @@ def test_a_clipped_records_label_is_on_the_clips_time_axis_the_model_sees(synthe
     from openrlhf_video.data import label_json
     from openrlhf_video.data.frames import load_frames
 
-    record = {**next(r for r in read_records(synthetic_data / "records.jsonl") if r["task"] == "tvg"), "clip": [1.0, 5.0]}
+    record = {
+        **next(r for r in read_records(synthetic_data / "records.jsonl") if r["task"] == "tvg"),
+        "clip": [1.0, 5.0],
+    }
     record["span"] = [2.0, 3.5]
     label = json.loads(label_json(record))
     assert label["span"] == [1.0, 2.5] and label["duration"] == 4.0
@@ -97,7 +100,9 @@ def test_rows_go_through_openrlhf_prompt_dataset(processor, records, synthetic_d
     assert [json.loads(x)["task"] for x in labels] == ["tvg", "mcq"] and videos[0]["path"].endswith("clip_000.mp4")
 
 
-def test_missing_durations_come_from_the_file_and_bad_videos_are_skipped(processor, records, synthetic_data, tmp_path, caplog):
+def test_missing_durations_come_from_the_file_and_bad_videos_are_skipped(
+    processor, records, synthetic_data, tmp_path, caplog
+):
     no_duration = {**records[0], "duration": None}
     missing = {**records[1], "id": "gone", "video": "videos/gone.mp4"}
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00" * 2000)
@@ -109,7 +114,9 @@ def test_missing_durations_come_from_the_file_and_bad_videos_are_skipped(process
     overshoot = {**no_duration, "id": "over", "span": [1.0, seconds + 0.5]}
     past_end = {**no_duration, "id": "past", "span": [seconds + 2, seconds + 6]}
     skips = Skips(limit=3)  # training mode
-    dataset = VideoPromptDataset([no_duration, missing, corrupt, overshoot, past_end], processor, video_root=synthetic_data, skips=skips)
+    dataset = VideoPromptDataset(
+        [no_duration, missing, corrupt, overshoot, past_end], processor, video_root=synthetic_data, skips=skips
+    )
     assert [row["id"] for row in dataset] == [records[0]["id"], "over"] and len(skips.problems) == 3
     assert "gone.mp4" in caplog.text and "corrupt.mp4: video does not decode" in caplog.text
     assert "past: span: " in caplog.text and "past the end of the video" in caplog.text
@@ -122,14 +129,18 @@ def test_rows_cli_writes_what_openrlhf_reads(tiny_model_dir, synthetic_data, tmp
     from openrlhf_video.data.cli import main as data_main
 
     config = tmp_path / "data.yaml"
-    config.write_text(f"datasets:\n  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n    sample: 5\n")
+    config.write_text(
+        f"datasets:\n  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n    sample: 5\n"
+    )
     out = tmp_path / "my rows.jsonl"
     assert data_main(["rows", str(config), "--processor", str(tiny_model_dir), "-o", str(out), "--no-think"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and all(NO_THINK_SYSTEM_PROMPT in r["prompt"] for r in rows)
     [hint] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train with:")]
     flags = shlex.split(hint.removeprefix("train with:"))  # a path with a space stays one argument
-    assert flags[:2] == ["--data.prompt_dataset", str(out)] and flags[-1] == "--video.no_think"  # the reward must not want <think>
+    assert (
+        flags[:2] == ["--data.prompt_dataset", str(out)] and flags[-1] == "--video.no_think"
+    )  # the reward must not want <think>
 
 
 def test_rows_with_and_without_clips_load_in_any_order(processor, records, synthetic_data, tmp_path):
@@ -140,6 +151,8 @@ def test_rows_with_and_without_clips_load_in_any_order(processor, records, synth
     clipped = [{**r, "id": f"{r['id']}@clip", "clip": [0.0, 4.0]} for r in records if r["task"] == "mcq"][:2]
     dataset = VideoPromptDataset(records + clipped, processor, video_root=synthetic_data)
     rows_file = dataset.to_jsonl(tmp_path / "rows.jsonl")
-    loaded = datasets.load_dataset("json", data_files=str(rows_file), chunksize=4096, cache_dir=str(tmp_path / "hf"))["train"]
+    loaded = datasets.load_dataset("json", data_files=str(rows_file), chunksize=4096, cache_dir=str(tmp_path / "hf"))[
+        "train"
+    ]
     assert loaded["id"] == [clipped[0]["id"]] + [r["id"] for r in records] + [clipped[1]["id"]]
     assert loaded[0]["video"]["clip"] == [0.0, 4.0] and loaded[1]["video"]["clip"] is None

@@ -45,7 +45,9 @@ def test_temporal_r1_items_without_video_length_take_it_from_the_video(tmp_path,
     looked_up = []
     monkeypatch.setattr(frames, "video_info", lambda video: looked_up.append(video) or video_info(video))
     [rec] = load_config(config, skips=skips)
-    assert rec["span"] == [1.5, 3.0] and rec["duration"] == 6.0 and rec["video"] == str(tmp_path / "videos" / "3MSZA.mp4")
+    assert (
+        rec["span"] == [1.5, 3.0] and rec["duration"] == 6.0 and rec["video"] == str(tmp_path / "videos" / "3MSZA.mp4")
+    )
     gone = tmp_path / "videos" / "gone.mp4"
     assert [str(e) for e in skips.problems] == [
         f"{tmp_path / 'tr1.json'}: item {i}: no video_length, and the video gives none: {gone}: video file not found"
@@ -55,7 +57,10 @@ def test_temporal_r1_items_without_video_length_take_it_from_the_video(tmp_path,
 
 
 def test_charades_sta_text_lines(tmp_path):
-    src = write(tmp_path / "charades_sta_test.txt", "3MSZA 24.3 30.4##person turn a light on.\n\n3MSZA 0 6.9##person opening a door.\nAO8RW 2.1 8.5##a person is putting a book on a shelf.\n")
+    src = write(
+        tmp_path / "charades_sta_test.txt",
+        "3MSZA 24.3 30.4##person turn a light on.\n\n3MSZA 0 6.9##person opening a door.\nAO8RW 2.1 8.5##a person is putting a book on a shelf.\n",
+    )
     recs = read_records(src, "charades_sta")
     assert [r["id"] for r in recs] == ["charades_sta/3MSZA#0", "charades_sta/3MSZA#1", "charades_sta/AO8RW#0"]
     assert recs[0]["span"] == [24.3, 30.4] and recs[0]["duration"] is None  # read from the video later
@@ -78,7 +83,10 @@ def test_caption_json_layouts(tmp_path, fmt):
 def test_nextgqa_options_answer_and_grounding(tmp_path):
     src = write(tmp_path / "val.csv", "video_id,frame_count,width,height,question,answer,qid,type,a0,a1,a2,a3,a4\n"
                 "4010069381,1500,640,480,why did the boy pick up the ball,to throw it,6,CW,to eat it,to throw it,to hide,to clean it,to sit\n")  # fmt: skip
-    write(tmp_path / "gsub_val.json", json.dumps({"4010069381": {"duration": 50.0, "location": {"6": [[1.2, 5.8], [9.0, 12.5]]}, "fps": 29.97}}))
+    write(
+        tmp_path / "gsub_val.json",
+        json.dumps({"4010069381": {"duration": 50.0, "location": {"6": [[1.2, 5.8], [9.0, 12.5]]}, "fps": 29.97}}),
+    )
     write(tmp_path / "map_vid_vidorID.json", json.dumps({"4010069381": "1106/4010069381"}))
     [rec] = read_records(src, "nextgqa")
     assert rec["task"] == "gqa" and rec["answer"] == "B" and rec["options"][1] == "to throw it"
@@ -90,7 +98,9 @@ def test_nextgqa_options_answer_and_grounding(tmp_path):
     assert read_records(src, "nextgqa", video_ext=".mp4")[0]["video"] == "1106/4010069381.mp4"  # not "..mp4"
     # A quoted field may hold a line break: a problem below it still names its own line.
     with open(src, "a") as f:
-        f.write('4010069381,1500,640,480,"why did the boy\nrun",to hide,7,CW,to eat it,to throw it,to hide,to clean it,to sit\n')
+        f.write(
+            '4010069381,1500,640,480,"why did the boy\nrun",to hide,7,CW,to eat it,to throw it,to hide,to clean it,to sit\n'
+        )
     with pytest.raises(DataError, match="val.csv:4: .*video 4010069381 question 7 has no grounding span"):
         read_records(src, "nextgqa")
 
@@ -124,11 +134,18 @@ def test_mvbench_candidates_answer_text_and_clip(tmp_path):
 # ---------------------------------------------------------------- the data config
 def test_data_config_loads_several_formats_with_seeded_sampling(tmp_path, synthetic_data):
     write(tmp_path / "ann/charades.txt", "".join(f"V{i} 1 {2 + i}##event {i}\n" for i in range(10)))
-    write(tmp_path / "ann/mv.json", json.dumps([{"video": f"m{i}.mp4", "question": "q?", "candidates": ["x", "y"], "answer": "y"} for i in range(4)]))
-    config = write(tmp_path / "data.yaml", f"""
+    write(
+        tmp_path / "ann/mv.json",
+        json.dumps(
+            [{"video": f"m{i}.mp4", "question": "q?", "candidates": ["x", "y"], "answer": "y"} for i in range(4)]
+        ),
+    )
+    config = write(
+        tmp_path / "data.yaml",
+        f"""
 seed: 3
 datasets:
-  - path: {synthetic_data / 'records.jsonl'}
+  - path: {synthetic_data / "records.jsonl"}
     video_root: {synthetic_data}
     sample: 0.5
   - path: ann/charades.txt
@@ -137,7 +154,8 @@ datasets:
     sample: 4
   - path: ann/mv.json
     format: mvbench
-""")
+""",
+    )
     records = load_config(config)
     assert len(records) == 16 + 4 + 4
     assert all(r["video"].startswith(str(synthetic_data)) for r in records[:16])
@@ -207,7 +225,9 @@ def test_malformed_json_files_name_the_line(tmp_path):
 def test_charades_bad_line_and_activitynet_mismatch_name_their_place(tmp_path):
     with pytest.raises(DataError, match="c.txt:2: .*expected 'VIDEO START END##sentence'"):
         read_records(write(tmp_path / "c.txt", "A 1 2##ok\nA 1 2 opens the door\n"), "charades_sta")
-    src = write(tmp_path / "anet.json", json.dumps({"v1": {"duration": 9, "timestamps": [[1, 2]], "sentences": ["a", "b"]}}))
+    src = write(
+        tmp_path / "anet.json", json.dumps({"v1": {"duration": 9, "timestamps": [[1, 2]], "sentences": ["a", "b"]}})
+    )
     with pytest.raises(DataError, match="anet.json: entry 'v1': .*1 timestamps but 2 sentences"):
         read_records(src, "activitynet")
 
@@ -251,7 +271,10 @@ def test_convert_writes_records_that_read_back(tmp_path, capsys):
     # an output that is a directory: a message, not a traceback, and no temporary file left behind
     assert data_main(["convert", str(src), "--format", "charades_sta", "-o", str(tmp_path / "out")]) == 2
     assert "Is a directory" in capsys.readouterr().err and not list(tmp_path.glob(".*.tmp"))
-    assert data_main(["rows", str(out), "--processor", str(tmp_path / "no_model"), "-o", str(tmp_path / "rows.jsonl")]) == 2
+    assert (
+        data_main(["rows", str(out), "--processor", str(tmp_path / "no_model"), "-o", str(tmp_path / "rows.jsonl")])
+        == 2
+    )
     assert "no_model: cannot load a processor" in capsys.readouterr().err
 
 
@@ -278,13 +301,20 @@ def test_check_reports_a_table_and_the_problems_with_file_and_line(tmp_path, syn
     assert "recs.jsonl:9: id: 'synthetic/clip_000#mcq' was already used at " in out
     assert "recs.jsonl:10: malformed JSON line" in out
 
-    good = write(tmp_path / "good.yaml", f"datasets:\n  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n")
-    result = subprocess.run([sys.executable, "-m", "openrlhf_video", "data", "check", str(good)], capture_output=True, text=True)
+    good = write(
+        tmp_path / "good.yaml",
+        f"datasets:\n  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "openrlhf_video", "data", "check", str(good)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert "all records OK" in result.stdout and "checking records.jsonl" in result.stderr  # the progress bar
 
 
-def test_check_finds_ids_repeated_by_a_file_listed_twice_and_a_fraction_never_selects_nothing(tmp_path, synthetic_data, capsys):
+def test_check_finds_ids_repeated_by_a_file_listed_twice_and_a_fraction_never_selects_nothing(
+    tmp_path, synthetic_data, capsys
+):
     entry = f"  - path: {synthetic_data / 'records.jsonl'}\n    video_root: {synthetic_data}\n"
     twice = write(tmp_path / "twice.yaml", "datasets:\n" + entry + entry)
     assert data_main(["check", str(twice), "--no-decode"]) == 1

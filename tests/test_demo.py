@@ -16,7 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ["data", "data check", "warm start", "selection", "eval before", "GRPO", "eval after", "report"]
 # Two clips (8 records) learn the answer format in fewer warm-start steps than the default eight:
 # 200 steps gave a format rate of 0.48-0.73 at temperature 1 over four seeds, 120 steps 0.16-0.72.
-SMALL = {"--videos": 2, "--eval-videos": 1, "--warm-start-steps": 200, "--k": 4, "--steps": 2, "--prompts-per-step": 2, "--samples": 4}
+SMALL = {
+    "--videos": 2,
+    "--eval-videos": 1,
+    "--warm-start-steps": 200,
+    "--k": 4,
+    "--steps": 2,
+    "--prompts-per-step": 2,
+    "--samples": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +37,17 @@ def demo(tmp_path_factory):
     return out, run.stdout, json.loads((out / "summary.json").read_text())
 
 
-@pytest.mark.parametrize("flag, value", [("--samples", 1), ("--steps", 0), ("--total-pixels", 1000), ("--max-new-tokens", 0),
-                                         ("--lr", -0.001), ("--warm-start-lr", 0.0)])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--samples", 1),
+        ("--steps", 0),
+        ("--total-pixels", 1000),
+        ("--max-new-tokens", 0),
+        ("--lr", -0.001),
+        ("--warm-start-lr", 0.0),
+    ],
+)
 def test_settings_that_would_fail_late_are_refused_at_once(flag, value, tmp_path, capsys):
     """--samples 1 gave NaN weights (group_norm of one sample), --steps 0 a crash in the final
     table, a small --total-pixels an eval error, --max-new-tokens 0 a vLLM error and a negative
@@ -127,7 +144,7 @@ def test_eval_before_and_after_are_lmms_eval_results(demo):
             for metric, value in metrics.items():
                 assert value == results["results"][task][f"{metric},none"] and 0.0 <= value <= 100.0
         model = results["config"]["model_args"]
-        assert (f"pretrained={out / ('warm_start' if when == 'before' else 'policy')}," in model)
+        assert f"pretrained={out / ('warm_start' if when == 'before' else 'policy')}," in model
 
 
 def test_report_png_has_the_three_panels(demo):
@@ -141,6 +158,12 @@ def test_report_png_has_the_three_panels(demo):
 
 def test_help_lists_the_settings():
     """`openrlhf-video demo --help`, the README's pointer to the demo's settings."""
-    run = subprocess.run([sys.executable, "-m", "openrlhf_video", "demo", "--help"], capture_output=True, text=True, timeout=60, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "openrlhf_video", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert all(flag in run.stdout for flag in ("--out", "--warm-start-steps", "--k", "--steps", "--samples", "--lr"))

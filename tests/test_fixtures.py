@@ -96,7 +96,9 @@ def test_tiny_model_is_a_qwen25vl_checkpoint_with_qwen_tokens(tiny_model_dir):
     ids = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
     assert ids == list(range(ids[0], ids[0] + len(SPECIAL_TOKENS)))  # Qwen's order, contiguous
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
-    assert config.model_type == "qwen2_5_vl" and config.video_token_id == tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert config.model_type == "qwen2_5_vl" and config.video_token_id == tokenizer.convert_tokens_to_ids(
+        "<|video_pad|>"
+    )
     text = config.text_config
     assert text.hidden_size // text.num_attention_heads == 64  # what vLLM's CPU attention accepts
     assert sum(text.rope_parameters["mrope_section"]) == 32
@@ -111,7 +113,9 @@ def test_tiny_model_is_a_qwen25vl_checkpoint_with_qwen_tokens(tiny_model_dir):
         [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Q"}]}],
         tokenize=False, add_generation_prompt=True,
     )  # fmt: skip
-    assert prompt.endswith("<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Q<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.endswith(
+        "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Q<|im_end|>\n<|im_start|>assistant\n"
+    )
     for name, tensor in load_file(tiny_model_dir / "model.safetensors").items():
         assert tensor.dtype == torch.float32, name
         assert (tensor.bfloat16().float() == tensor).all(), f"{name} is not bf16-exact"

@@ -42,7 +42,9 @@ def test_one_grpo_update_on_video_rollouts_lowers_the_loss(engine, processor, ac
     for i, response in enumerate(responses):
         response["reward"] = i / (N - 1)
 
-    samples = [SamplesGenerator._process_response_into_experience(None, r, max_len=args.data.max_len) for r in responses]
+    samples = [
+        SamplesGenerator._process_response_into_experience(None, r, max_len=args.data.max_len) for r in responses
+    ]
     maker = RemoteExperienceMaker.__new__(RemoteExperienceMaker)  # its Ray model groups are not needed
     maker.strategy, maker.args, maker.tokenizer = SimpleNamespace(args=args), args, processor
     maker.advantage_estimator, maker.kl_ctl = args.algo.advantage.estimator, FixedKLController(0.0)

@@ -24,10 +24,15 @@ def test_plugin_flags_are_filled_after_the_users_flags_unchanged():
     # given by the user, in full or as the prefix OpenRLHF's parser also takes: not filled again
     assert "--data.label_key" not in filled and "--data.image_key" not in filled
     assert filled[filled.index("--train.agent_func_path") + 1] == ROLLOUT_FILE
-    assert {flag for flag in filled if flag.startswith("--")} == set(PLUGIN_FLAGS) - {"--data.label_key", "--data.image_key"}
+    assert {flag for flag in filled if flag.startswith("--")} == set(PLUGIN_FLAGS) - {
+        "--data.label_key",
+        "--data.image_key",
+    }
     assert env["OPENRLHF_VIDEO_FPS"] == "1.0" and env[patches.MIN_REWARD_STD_ENV] == "0.0"
     assert env["OPENRLHF_VIDEO_THINK"] == "1" and env["OPENRLHF_VIDEO_REWARD_WEIGHTS"] == ""
-    _, env = build([*USER, "--video.no_think", "--video.reward_weights", "iou=0.7,format=0.3"])  # what the executor reads
+    _, env = build(
+        [*USER, "--video.no_think", "--video.reward_weights", "iou=0.7,format=0.3"]
+    )  # what the executor reads
     assert env["OPENRLHF_VIDEO_THINK"] == "0" and env["OPENRLHF_VIDEO_REWARD_WEIGHTS"] == "iou=0.7,format=0.3"
     assert "--video.fps" not in argv  # our flags never reach OpenRLHF
 
@@ -80,8 +85,18 @@ def test_dry_run_resolves_the_flags_with_openrlhfs_own_checks(capsys):
     with pytest.raises(AssertionError, match="n_samples_per_prompt > 1"):  # its checks run too
         main(["--video.dry_run", "--actor.model_name_or_path", "m", "--algo.advantage.estimator", "group_norm"])
     # ... and train()'s GPU layout checks: colocated, 2 engines x TP 2 do not fit the actor's 2 GPUs
-    layout = ["--train.colocate_all", "--actor.num_gpus_per_node", "2", "--ref.num_gpus_per_node", "2", "--vllm.num_engines", "2"]
-    with pytest.raises(AssertionError, match="must be equal to vllm_num_engines \\* vllm_tensor_parallel_size, got 2 and 4"):
+    layout = [
+        "--train.colocate_all",
+        "--actor.num_gpus_per_node",
+        "2",
+        "--ref.num_gpus_per_node",
+        "2",
+        "--vllm.num_engines",
+        "2",
+    ]
+    with pytest.raises(
+        AssertionError, match="must be equal to vllm_num_engines \\* vllm_tensor_parallel_size, got 2 and 4"
+    ):
         main(["--video.dry_run", *USER, *layout, "--vllm.tensor_parallel_size", "2"])
     assert main(["--video.dry_run", *USER, *layout, "--vllm.tensor_parallel_size", "1"]) == 0
 
@@ -121,7 +136,9 @@ def test_ray_job_passes_the_frame_settings_of_this_shell(tmp_path):
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", ARGV_FILE=str(tmp_path / "argv"), DATA="rows.jsonl",
                POLICY="/models/qwen", OUT=str(tmp_path / "out"), OPENRLHF_VIDEO_FRAME_CACHE="/scratch/my frames")  # fmt: skip
     env.pop("OPENRLHF_VIDEO_DECODE_THREADS", None)
-    subprocess.run(["bash", str(LAUNCHERS / "train_ray_job.sh"), str(LAUNCHERS / "train_grounding.sh")], env=env, check=True)
+    subprocess.run(
+        ["bash", str(LAUNCHERS / "train_ray_job.sh"), str(LAUNCHERS / "train_grounding.sh")], env=env, check=True
+    )
     argv = (tmp_path / "argv").read_text().splitlines()
     assert "OPENRLHF_VIDEO_FRAME_CACHE=/scratch/my frames" in argv  # one argument, spaces and all
     assert not any(arg.startswith("OPENRLHF_VIDEO_DECODE_THREADS=") for arg in argv)

@@ -44,7 +44,10 @@ def local_data(synthetic_data, tmp_path_factory):
                    for r in by_task["tvg"]}  # fmt: skip
     (out / "activitynet.json").write_text(json.dumps(activitynet))
     # MVBench's own layout, one JSON per subtask (named by the subtask), listed in a data config.
-    subtasks = [p.stem.removeprefix("rlt_mvbench_") for p in Path(evaluate.lmms_tasks.TASKS_DIR, "mvbench").glob("rlt_mvbench_*.yaml")]
+    subtasks = [
+        p.stem.removeprefix("rlt_mvbench_")
+        for p in Path(evaluate.lmms_tasks.TASKS_DIR, "mvbench").glob("rlt_mvbench_*.yaml")
+    ]
     # One question per subtask, but three in the first (one answered right by the dummy's B): the
     # overall accuracy is question-weighted, which only differs from a mean of subtasks this way.
     mvbench = {subtask: [by_task["mcq"][k % len(by_task["mcq"])]] for k, subtask in enumerate(sorted(subtasks))}
@@ -108,7 +111,9 @@ def test_grounding_metrics_exact(dummy_run):
 def test_mvbench_per_subtask_and_overall(dummy_run):
     _, _, results, records = dummy_run
     for subtask, rs in records["mvbench"].items():
-        assert results["results"][f"rlt_mvbench_{subtask}"]["accuracy,none"] == pytest.approx(mean([r["answer"] == "B" for r in rs]))
+        assert results["results"][f"rlt_mvbench_{subtask}"]["accuracy,none"] == pytest.approx(
+            mean([r["answer"] == "B" for r in rs])
+        )
     overall = mean([r["answer"] == "B" for rs in records["mvbench"].values() for r in rs])  # question-weighted
     per_subtask = [mean([r["answer"] == "B" for r in rs]) for rs in records["mvbench"].values()]
     assert 0 < overall < 100 and overall != pytest.approx(sum(per_subtask) / len(per_subtask))  # the data discriminate
@@ -136,7 +141,12 @@ def test_logged_iou_equals_the_training_reward(dummy_run):
     from reward_plugins.openrlhf_reward import reward_func
 
     _, out, _, _ = dummy_run
-    samples = [json.loads(line) for line in Path(glob.glob(f"{out}/**/*_samples_rlt_charades_sta.jsonl", recursive=True)[0]).read_text().splitlines()]
+    samples = [
+        json.loads(line)
+        for line in Path(glob.glob(f"{out}/**/*_samples_rlt_charades_sta.jsonl", recursive=True)[0])
+        .read_text()
+        .splitlines()
+    ]
     prompt = "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
     checked = 0
     for sample in samples:

@@ -14,16 +14,23 @@ def test_tiny_model_run_scores_every_response_with_the_reward(tiny_model_dir, sy
     monkeypatch.setenv("OPENRLHF_VIDEO_THINK", "0")
     for env in ("RLT_CHARADES_STA", "RLT_NEXTGQA"):
         monkeypatch.setenv(f"{env}_ANNOTATIONS", str(synthetic_data / "records.jsonl"))
-    model_args = f"pretrained={tiny_model_dir},device=cpu,device_map=cpu,max_num_frames=8,min_pixels=3136,max_pixels=12544"
+    model_args = (
+        f"pretrained={tiny_model_dir},device=cpu,device_map=cpu,max_num_frames=8,min_pixels=3136,max_pixels=12544"
+    )
     code = evaluate.main(["--model", "qwen2_5_vl", "--model_args", model_args, "--gen_kwargs", "max_new_tokens=24",
                           "--tasks", "rlt_charades_sta,rlt_nextgqa", "--output_path", str(tmp_path), "--log_samples"])  # fmt: skip
     assert code == 0
     results = json.loads(open(glob.glob(f"{tmp_path}/**/*_results.json", recursive=True)[0]).read())
     assert {t: n["effective"] for t, n in results["n-samples"].items()} == {"rlt_charades_sta": 8, "rlt_nextgqa": 8}
     records = [json.loads(line) for line in (synthetic_data / "records.jsonl").read_text().splitlines()]
-    for task, kind, metric, component in (("rlt_charades_sta", "tvg", "mIoU", "iou"), ("rlt_nextgqa", "gqa", "Acc@QA", "accuracy")):
+    for task, kind, metric, component in (
+        ("rlt_charades_sta", "tvg", "mIoU", "iou"),
+        ("rlt_nextgqa", "gqa", "Acc@QA", "accuracy"),
+    ):
         docs = [r for r in records if r["task"] == kind]  # the task's docs, in file order
-        samples = [json.loads(line) for line in open(glob.glob(f"{tmp_path}/**/*_samples_{task}.jsonl", recursive=True)[0])]
+        samples = [
+            json.loads(line) for line in open(glob.glob(f"{tmp_path}/**/*_samples_{task}.jsonl", recursive=True)[0])
+        ]
         assert len(samples) == 8 and any(s["filtered_resps"].strip() for s in samples)  # the model did answer
         for sample in samples:
             record = docs[sample["doc_id"]]

@@ -24,7 +24,15 @@ def test_grounding_metrics_by_hand():
     # [3, 7] against [2, 6]: intersection 3 s, union 5 s -> IoU 0.6.
     got = grounding.process_results(TVG, ['<think>...</think><answer>{"start_time": 3, "end_time": 7}</answer>'])
     assert got == pytest.approx(
-        {"mIoU": 60.0, "R@0.3": 100.0, "R@0.5": 100.0, "R@0.7": 0.0, "parse_fail": 0.0, "format": 100.0, "missing_videos": 0}
+        {
+            "mIoU": 60.0,
+            "R@0.3": 100.0,
+            "R@0.5": 100.0,
+            "R@0.7": 0.0,
+            "parse_fail": 0.0,
+            "format": 100.0,
+            "missing_videos": 0,
+        }
     )
     # "between 2.5s and 7s" and "[a, b]" parse to nothing in lmms-eval's built-in tasks; here IoU 3.5/5.
     assert grounding.process_results(TVG, ["<answer>between 2.5s and 7s</answer>"])["mIoU"] == pytest.approx(70.0)
@@ -33,10 +41,26 @@ def test_grounding_metrics_by_hand():
 
 def test_unparseable_and_missing_video_are_misses_in_the_denominator():
     unparsed = grounding.process_results(TVG, ["<think>hmm</think><answer>soon</answer>"])
-    assert unparsed == {"mIoU": 0.0, "R@0.3": 0.0, "R@0.5": 0.0, "R@0.7": 0.0, "parse_fail": 100.0, "format": 100.0, "missing_videos": 0}
+    assert unparsed == {
+        "mIoU": 0.0,
+        "R@0.3": 0.0,
+        "R@0.5": 0.0,
+        "R@0.7": 0.0,
+        "parse_fail": 100.0,
+        "format": 100.0,
+        "missing_videos": 0,
+    }
     # A missing video: whatever the model said without it, the doc scores as an empty answer.
     missing = grounding.process_results({**TVG, "video_found": False}, ["<think>x</think><answer>2 to 6</answer>"])
-    assert missing == {"mIoU": 0.0, "R@0.3": 0.0, "R@0.5": 0.0, "R@0.7": 0.0, "parse_fail": 100.0, "format": 0.0, "missing_videos": 1}
+    assert missing == {
+        "mIoU": 0.0,
+        "R@0.3": 0.0,
+        "R@0.5": 0.0,
+        "R@0.7": 0.0,
+        "parse_fail": 100.0,
+        "format": 0.0,
+        "missing_videos": 1,
+    }
 
 
 def test_mvbench_article_is_not_option_a_and_empty_is_wrong():
@@ -50,7 +74,9 @@ def test_mvbench_article_is_not_option_a_and_empty_is_wrong():
 
 def test_nextgqa_metrics_by_hand():
     # Predicted [4, 8] against [2, 6]: intersection 2 s, union 6 s, prediction 4 s.
-    got = nextgqa.process_results(GQA, ['<think>x</think><answer>{"choice": "B", "start_time": 4, "end_time": 8}</answer>'])
+    got = nextgqa.process_results(
+        GQA, ['<think>x</think><answer>{"choice": "B", "start_time": 4, "end_time": 8}</answer>']
+    )
     assert got == pytest.approx({
         "Acc@QA": 100.0, "Acc@GQA": 100.0, "mIoP": 50.0, "IoP@0.3": 100.0, "IoP@0.5": 100.0,
         "mIoU": 100 / 3, "IoU@0.3": 100.0, "IoU@0.5": 0.0, "parse_fail": 0.0, "format": 100.0, "missing_videos": 0,
@@ -96,13 +122,26 @@ def test_think_mode_changes_format_only(monkeypatch):
     assert grounding.process_results(TVG, answer_only)["format"] == 0.0  # think mode needs <think>
     monkeypatch.setenv("OPENRLHF_VIDEO_THINK", "0")
     assert grounding.process_results(TVG, answer_only) == pytest.approx(
-        {"mIoU": 60.0, "R@0.3": 100.0, "R@0.5": 100.0, "R@0.7": 0.0, "parse_fail": 0.0, "format": 100.0, "missing_videos": 0}
+        {
+            "mIoU": 60.0,
+            "R@0.3": 100.0,
+            "R@0.5": 100.0,
+            "R@0.7": 0.0,
+            "parse_fail": 0.0,
+            "format": 100.0,
+            "missing_videos": 0,
+        }
     )
 
 
 @pytest.mark.parametrize(
     "response",
-    ['<think>a</think><answer>{"start_time": "1:02", "end_time": 70.5}</answer>', "from 0 to 19 seconds", "nothing", "</think>4-5"],
+    [
+        '<think>a</think><answer>{"start_time": "1:02", "end_time": 70.5}</answer>',
+        "from 0 to 19 seconds",
+        "nothing",
+        "</think>4-5",
+    ],
 )
 def test_metric_iou_is_the_reward_iou(response):
     label = {key: TVG[key] for key in ("task", "answer", "options", "span", "duration")}
@@ -113,12 +152,18 @@ def test_hub_rows_become_records():
     """Rows shaped like the hub datasets lmms-eval's own tasks read (field names from their utils)."""
     from datasets import Dataset
 
-    charades = grounding.charades_hub_records(Dataset.from_list([{"video": "3MSZA.mp4", "caption": "person opens the door", "timestamp": "[24.3, 30.4]"}]))
+    charades = grounding.charades_hub_records(
+        Dataset.from_list([{"video": "3MSZA.mp4", "caption": "person opens the door", "timestamp": "[24.3, 30.4]"}])
+    )
     assert charades[0] | {"id": None} == {"id": None, "task": "tvg", "video": "3MSZA.mp4", "question": "person opens the door",
         "options": None, "answer": None, "span": [24.3, 30.4], "duration": None, "clip": None, "source": "charades_sta"}  # fmt: skip
-    timelens = grounding.activitynet_hub_records(Dataset.from_list([{"video_path": "v_x.mp4", "query": "q", "span": [[1.0, 2.5]], "duration": 9.0}]))
+    timelens = grounding.activitynet_hub_records(
+        Dataset.from_list([{"video_path": "v_x.mp4", "query": "q", "span": [[1.0, 2.5]], "duration": 9.0}])
+    )
     assert (timelens[0]["span"], timelens[0]["duration"]) == ([1.0, 2.5], 9.0)
-    rows = [{"video": "a.mp4", "question": "q", "candidates": ["up", "down"], "answer": "down", "start": 1.0, "end": 3.0}]
+    rows = [
+        {"video": "a.mp4", "question": "q", "candidates": ["up", "down"], "answer": "down", "start": 1.0, "end": 3.0}
+    ]
     mcq = mvbench.hub_records(Dataset.from_list(rows))[0]
     assert (mcq["task"], mcq["options"], mcq["answer"], mcq["clip"]) == ("mcq", ["up", "down"], "B", [1.0, 3.0])
 

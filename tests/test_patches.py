@@ -170,12 +170,16 @@ def test_on_vllm_029_the_processor_step_hands_the_parsed_metadata_over(monkeypat
     monkeypatch.setattr(Qwen2_5_VLMultiModalProcessor, "_get_hf_mm_data", vllm_029_get_hf_mm_data_stub, raising=False)
     monkeypatch.setattr(patches, "UPSTREAM", dict(patches.UPSTREAM))
     frames = np.zeros((8, 56, 84, 3), dtype=np.uint8)
-    metadata = dict(fps=10.0, duration=4.0, total_num_frames=40, frames_indices=list(range(0, 40, 5)), do_sample_frames=False)
+    metadata = dict(
+        fps=10.0, duration=4.0, total_num_frames=40, frames_indices=list(range(0, 40, 5)), do_sample_frames=False
+    )
     items = MultiModalDataParser(video_needs_metadata=False).parse_mm_data({"video": [(frames, metadata)]})
     assert "video_metadata" not in Qwen2_5_VLMultiModalProcessor._get_hf_mm_data(None, items)[0]  # the gap
     patches._patch_vllm_video_metadata()
     data, _ = Qwen2_5_VLMultiModalProcessor._get_hf_mm_data(None, items)
-    assert data["video_metadata"][0].fps == 10.0 and data["video_metadata"][0].frames_indices == metadata["frames_indices"]
+    assert (
+        data["video_metadata"][0].fps == 10.0 and data["video_metadata"][0].frames_indices == metadata["frames_indices"]
+    )
     assert patches.UPSTREAM["Qwen2_5_VLMultiModalProcessor._get_hf_mm_data"] is vllm_029_get_hf_mm_data_stub
 
 
@@ -225,7 +229,9 @@ def test_reward_std_filter_runs_in_openrlhfs_dynamic_filter(patched, monkeypatch
     monkeypatch.setattr(samples_generator, "ray", ray_stub)
     generator = samples_generator.SamplesGenerator.__new__(samples_generator.SamplesGenerator)
     generator.args = args
-    batches = iter([(None, ["flat", "spread", "nearly flat"], ["", "", ""], [None] * 3), (None, ["replacement"], [""], [None])])
+    batches = iter(
+        [(None, ["flat", "spread", "nearly flat"], ["", "", ""], [None] * 3), (None, ["replacement"], [""], [None])]
+    )
 
     experiences, consumed, _ = generator._generate_vllm(batches, num_prompts=3, dynamic_filtering=True)
     kept = {e.prompts[0] for e in experiences}

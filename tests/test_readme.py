@@ -17,7 +17,8 @@ def _opening_commands():
 def test_ci_runs_exactly_the_readme_test_command():
     demo, tests = _opening_commands()
     ci_commands = [
-        line.strip() for line in (REPO / ".ci/run").read_text().splitlines()
+        line.strip()
+        for line in (REPO / ".ci/run").read_text().splitlines()
         if line.strip() and not line.startswith(("#", "set ", "cd "))
     ]
     assert ci_commands == [tests]
@@ -30,7 +31,9 @@ def _readme_cli_commands():
     commands = {}
     for block in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S):
         for line in block.splitlines():
-            match = re.search(r"openrlhf-video (data \w+|\S+)(.*)", line.split("  #")[0])  # `data` has its own subcommands
+            match = re.search(
+                r"openrlhf-video (data \w+|\S+)(.*)", line.split("  #")[0]
+            )  # `data` has its own subcommands
             if match:
                 flags = set(re.findall(r"(?<!\S)(--[\w.-]+)", match.group(2)))
                 commands.setdefault(match.group(1), set()).update(flags)

@@ -15,10 +15,18 @@ PROMPT = (
     "<|vision_start|><|video_pad|><|vision_end|>Answer about the video.<|im_end|>\n<|im_start|>assistant\n"
 )
 SAMPLES = [  # (response, label, reward)
-    ('<think>door</think><answer>{"start_time": "3.0", "end_time": "5.0"}</answer>', {"task": "tvg", "span": [3, 5]}, 1.0),
+    (
+        '<think>door</think><answer>{"start_time": "3.0", "end_time": "5.0"}</answer>',
+        {"task": "tvg", "span": [3, 5]},
+        1.0,
+    ),
     ("<think>cat</think><answer>(B)</answer>", {"task": "mcq", "answer": "B", "options": ["dog", "cat"]}, 1.0),
     ("The answer is a dog.", {"task": "oeqa", "answer": "dog"}, 0.5),
-    ("<think>x</think><answer>A, 0 - 10</answer>", {"task": "gqa", "answer": "A", "options": ["x", "y"], "span": [0, 5]}, 0.875),
+    (
+        "<think>x</think><answer>A, 0 - 10</answer>",
+        {"task": "gqa", "answer": "A", "options": ["x", "y"], "span": [0, 5]},
+        0.875,
+    ),
     ("<think>x</think><answer>no idea</answer>", '{"task": "tvg", "span": [1, 2]}', 0.5),
     ("anything", {"task": "unknown"}, 0.0),
 ]
@@ -71,7 +79,9 @@ def test_openrlhf_rollout_decodes_the_sequence_and_scores_it(executor, tiny_mode
     chat = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "When does the door open?"}]}]
     prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     prompt = prompt.replace("<|video_pad|>", "<|video_pad|>" * 256)  # as the video processor expands it
-    reply = tokenizer.encode('<think>the door moves</think><answer>{"start_time": "3", "end_time": "6"}</answer><|im_end|>')
+    reply = tokenizer.encode(
+        '<think>the door moves</think><answer>{"start_time": "3", "end_time": "6"}</answer><|im_end|>'
+    )
     label = {"task": "tvg", "span": [3, 5], "duration": 10}
     params = SimpleNamespace(max_tokens=64, logprobs=None)  # the two SamplingParams fields execute() reads
 
@@ -91,9 +101,16 @@ def test_rewards_flow_into_openrlhf_experiences(executor):
     for response, label, _ in SAMPLES:
         [reply] = asyncio.run(executor._fetch_rewards_via_func([decoded(response)], [PROMPT], [label]))
         rollout = {  # the fields SingleTurnAgentExecutor.execute returns
-            "prompt": PROMPT, "label": label, "images": None, "mm_train_inputs": None,
-            "observation_tokens": [1, 2, 3, 4], "action_ranges": [(2, 4)], "rollout_log_probs": None,
-            "truncated": False, "reward": reply["rewards"], "scores": reply["scores"],
+            "prompt": PROMPT,
+            "label": label,
+            "images": None,
+            "mm_train_inputs": None,
+            "observation_tokens": [1, 2, 3, 4],
+            "action_ranges": [(2, 4)],
+            "rollout_log_probs": None,
+            "truncated": False,
+            "reward": reply["rewards"],
+            "scores": reply["scores"],
             "extra_logs": reply["extra_logs"],
         }
         # The method reads nothing from its instance; calling it unbound avoids starting Ray.

@@ -136,8 +136,33 @@ labels = st.one_of(
 )
 # Responses built from the pieces parsers look for, so hypothesis reaches deep branches.
 pieces = st.sampled_from(
-    ["<think>", "</think>", "<answer>", "</answer>", "answer is", "(", ")", ":", " - ", " to ", "and", "start_time",
-     '"end_time": "', "1:", "00:", ".", "9" * 30, "-", "A", "b", " ", "\n", "seconds", "<|im_end|>", "<|im_start|>assistant"]
+    [
+        "<think>",
+        "</think>",
+        "<answer>",
+        "</answer>",
+        "answer is",
+        "(",
+        ")",
+        ":",
+        " - ",
+        " to ",
+        "and",
+        "start_time",
+        '"end_time": "',
+        "1:",
+        "00:",
+        ".",
+        "9" * 30,
+        "-",
+        "A",
+        "b",
+        " ",
+        "\n",
+        "seconds",
+        "<|im_end|>",
+        "<|im_start|>assistant",
+    ]
 )
 responses = st.one_of(st.text(max_size=200), st.lists(pieces | st.text(max_size=5), max_size=30).map("".join))
 
@@ -262,7 +287,9 @@ def test_trl_record_columns_with_a_clip_score_on_the_clip_time_axis():
 def test_verl_compute_score_takes_the_reward_loops_extra_arguments():
     """verl's reward loop passes reward_router_address and reward_model_tokenizer when a reward
     model is configured (verl/experimental/reward_loop/reward_manager/naive.py)."""
-    out = compute_score("src", "<think>t</think><answer>3 - 5</answer>", TVG, reward_router_address="h:1", reward_model_tokenizer=None)
+    out = compute_score(
+        "src", "<think>t</think><answer>3 - 5</answer>", TVG, reward_router_address="h:1", reward_model_tokenizer=None
+    )
     assert out["score"] == 1.0
 
 

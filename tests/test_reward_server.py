@@ -28,7 +28,10 @@ def start_server(*flags, stderr=subprocess.DEVNULL):
     """`openrlhf-video serve-reward --port 0 FLAGS` in a subprocess; returns it and its URL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "openrlhf_video.cli", "serve-reward", "--port", "0", *flags],
-        stdout=subprocess.PIPE, stderr=stderr, text=True, env={**os.environ, "RLT_TOKEN": TOKEN},
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env={**os.environ, "RLT_TOKEN": TOKEN},
     )
     line = process.stdout.readline()  # "reward server listening on http://127.0.0.1:PORT"
     assert "listening on http://127.0.0.1:" in line, line

@@ -28,7 +28,9 @@ def cluster():
     with pytest.MonkeyPatch.context() as env:
         env.setenv(RAY_JOB_CONFIG_JSON_ENV_VAR, json.dumps(job))
         env.delenv("RAY_OVERRIDE_JOB_RUNTIME_ENV", raising=False)  # restored on exit
-        init_ray({"VLLM_CPU_KVCACHE_SPACE": "1", patches.MIN_REWARD_STD_ENV: MIN_STD}, num_cpus=2, include_dashboard=False)
+        init_ray(
+            {"VLLM_CPU_KVCACHE_SPACE": "1", patches.MIN_REWARD_STD_ENV: MIN_STD}, num_cpus=2, include_dashboard=False
+        )
     yield
     ray.shutdown()
 
@@ -53,17 +55,18 @@ def test_patches_reach_ray_workers_through_the_setup_hook(cluster):
 
 
 def test_a_group_through_openrlhfs_rollout_actor_matches_training(cluster, tiny_model_dir, synthetic_data):
-    from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
-    from vllm import SamplingParams
-
     from openrlhf.models import Actor
+    from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
     from openrlhf.utils import get_tokenizer
+    from vllm import SamplingParams
 
     from openrlhf_video.data import VideoPromptDataset, read_records
 
     processor = get_tokenizer(str(tiny_model_dir), None)
     records = read_records(synthetic_data / "records.jsonl")
-    row = next(r for r in VideoPromptDataset(records[:4], processor, video_root=synthetic_data) if r["id"].endswith("#tvg"))
+    row = next(
+        r for r in VideoPromptDataset(records[:4], processor, video_root=synthetic_data) if r["id"].endswith("#tvg")
+    )
 
     # create_vllm_engines' arguments for one engine, minus the GPU placement
     engine = RolloutRayActor.options(num_cpus=1, num_gpus=0).remote(
@@ -71,7 +74,9 @@ def test_a_group_through_openrlhfs_rollout_actor_matches_training(cluster, tiny_
         trust_remote_code=True, worker_extension_cls="openrlhf.trainer.ray.vllm_worker_wrap.WorkerWrap",
         agent_func_path=ROLLOUT_FILE, remote_rm_url=None, mm_pad_token_ids=set(),
     )  # fmt: skip
-    limits = ray.get(engine.__ray_call__.remote(lambda actor: actor.llm.model_config.multimodal_config.limit_per_prompt))
+    limits = ray.get(
+        engine.__ray_call__.remote(lambda actor: actor.llm.model_config.multimodal_config.limit_per_prompt)
+    )
     assert limits["video"].count == 1  # the patched __init__ ran in the Ray actor
 
     params = SamplingParams(temperature=1.0, max_tokens=32, logprobs=1, skip_special_tokens=False)

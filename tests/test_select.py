@@ -35,31 +35,59 @@ OPTIONS = ["red", "green", "blue", "cyan"]
 # Hand-made rollouts, with the stats they must give (IoU against span [2, 6]; sample std, ddof=1).
 CASES = {
     # IoUs 1, 0.5, 0, 0.5: mean 0.5, std sqrt(0.5 / 3) = 0.4082 -> kept (>= 0.1)
-    "tvg_spread": (_record("tvg_spread", "tvg", span=[2, 6]),
-                   [_span(2, 6), _span(2, 4), _span(7, 9), _span(4, 6)], {"iou_mean": 0.5, "iou_std": math.sqrt(0.5 / 3)}),
+    "tvg_spread": (
+        _record("tvg_spread", "tvg", span=[2, 6]),
+        [_span(2, 6), _span(2, 4), _span(7, 9), _span(4, 6)],
+        {"iou_mean": 0.5, "iou_std": math.sqrt(0.5 / 3)},
+    ),
     # IoU 0.5 every time, only the format varies: rewards 0.75/0.25 vary, but there is no
     # grounding signal -> dropped
-    "tvg_format_only": (_record("tvg_format_only", "tvg", span=[2, 6]),
-                        [_span(2, 4), _span(2, 4, think=False), _span(4, 6), _span(4, 6, think=False)],
-                        {"iou_mean": 0.5, "iou_std": 0.0, "reward_std": math.sqrt(4 * 0.25**2 / 3)}),
+    "tvg_format_only": (
+        _record("tvg_format_only", "tvg", span=[2, 6]),
+        [_span(2, 4), _span(2, 4, think=False), _span(4, 6), _span(4, 6, think=False)],
+        {"iou_mean": 0.5, "iou_std": 0.0, "reward_std": math.sqrt(4 * 0.25**2 / 3)},
+    ),
     # IoUs 0.5, 0.5, 0.5, 0.25 -> std 0.125 -> kept at 0.1, dropped at tvg=0.2
-    "tvg_small": (_record("tvg_small", "tvg", span=[2, 6]),
-                  [_span(2, 4), _span(4, 6), _span(2, 4), _span(2, 3)], {"iou_mean": 0.4375, "iou_std": 0.125}),
-    "mcq_all_right": (_record("mcq_all_right", "mcq", options=OPTIONS, answer="B", source="other"),
-                      ["<think>x</think><answer>B</answer>"] * 4, {"accuracy_mean": 1.0, "accuracy_std": 0.0}),
-    "mcq_mixed": (_record("mcq_mixed", "mcq", options=OPTIONS, answer="B", source="other"),
-                  ["<think>x</think><answer>B</answer>", "<answer>A</answer>", "<think>x</think><answer>C</answer>",
-                   "<think>x</think><answer>B</answer>"], {"accuracy_mean": 0.5, "accuracy_std": math.sqrt(1 / 3)}),
-    "oeqa_all_wrong": (_record("oeqa_all_wrong", "oeqa", answer="red"),
-                       ["<answer>blue</answer>", "<answer>green</answer>"] * 2, {"accuracy_mean": 0.0, "accuracy_std": 0.0}),
+    "tvg_small": (
+        _record("tvg_small", "tvg", span=[2, 6]),
+        [_span(2, 4), _span(4, 6), _span(2, 4), _span(2, 3)],
+        {"iou_mean": 0.4375, "iou_std": 0.125},
+    ),
+    "mcq_all_right": (
+        _record("mcq_all_right", "mcq", options=OPTIONS, answer="B", source="other"),
+        ["<think>x</think><answer>B</answer>"] * 4,
+        {"accuracy_mean": 1.0, "accuracy_std": 0.0},
+    ),
+    "mcq_mixed": (
+        _record("mcq_mixed", "mcq", options=OPTIONS, answer="B", source="other"),
+        [
+            "<think>x</think><answer>B</answer>",
+            "<answer>A</answer>",
+            "<think>x</think><answer>C</answer>",
+            "<think>x</think><answer>B</answer>",
+        ],
+        {"accuracy_mean": 0.5, "accuracy_std": math.sqrt(1 / 3)},
+    ),
+    "oeqa_all_wrong": (
+        _record("oeqa_all_wrong", "oeqa", answer="red"),
+        ["<answer>blue</answer>", "<answer>green</answer>"] * 2,
+        {"accuracy_mean": 0.0, "accuracy_std": 0.0},
+    ),
     # grounded QA: always the right option (no discrete signal) but the IoU varies -> kept through IoU
-    "gqa_iou": (_record("gqa_iou", "gqa", options=OPTIONS, answer="A", span=[2, 6]),
-                [f'<answer>{{"choice": "A", "start_time": {s}, "end_time": {e}}}</answer>' for s, e in
-                 [(2, 6), (2, 6), (7, 9), (7, 9)]], {"accuracy_mean": 1.0, "iou_mean": 0.5, "iou_std": math.sqrt(1 / 3)}),
+    "gqa_iou": (
+        _record("gqa_iou", "gqa", options=OPTIONS, answer="A", span=[2, 6]),
+        [
+            f'<answer>{{"choice": "A", "start_time": {s}, "end_time": {e}}}</answer>'
+            for s, e in [(2, 6), (2, 6), (7, 9), (7, 9)]
+        ],
+        {"accuracy_mean": 1.0, "iou_mean": 0.5, "iou_std": math.sqrt(1 / 3)},
+    ),
     # grounded QA the other way round: the IoU is the same every time, the answer varies -> kept through accuracy
-    "gqa_answer": (_record("gqa_answer", "gqa", options=OPTIONS, answer="A", span=[2, 6]),
-                   [f'<answer>{{"choice": "{c}", "start_time": 2, "end_time": 4}}</answer>' for c in "ABAB"],
-                   {"accuracy_mean": 0.5, "iou_mean": 0.5, "iou_std": 0.0}),
+    "gqa_answer": (
+        _record("gqa_answer", "gqa", options=OPTIONS, answer="A", span=[2, 6]),
+        [f'<answer>{{"choice": "{c}", "start_time": 2, "end_time": 4}}</answer>' for c in "ABAB"],
+        {"accuracy_mean": 0.5, "iou_mean": 0.5, "iou_std": 0.0},
+    ),
 }
 KEPT_AT_DEFAULT = {"tvg_spread", "tvg_small", "mcq_mixed", "gqa_iou", "gqa_answer"}
 
@@ -76,10 +104,19 @@ def test_keep_rules_per_task_thresholds_and_budget():
     stats = [select.record_stats(record, responses) for record, responses, _ in CASES.values()]
     assert select.choose(stats, select.parse_thresholds([])) == KEPT_AT_DEFAULT
     assert select.choose(stats, select.parse_thresholds(["tvg=0.2"])) == KEPT_AT_DEFAULT - {"tvg_small"}
-    assert select.choose(stats, select.parse_thresholds(["0.5"])) == {"mcq_mixed", "gqa_iou", "gqa_answer"}  # IoU std 0.577; discrete
+    assert select.choose(stats, select.parse_thresholds(["0.5"])) == {
+        "mcq_mixed",
+        "gqa_iou",
+        "gqa_answer",
+    }  # IoU std 0.577; discrete
     assert select.choose(stats, select.parse_thresholds(["0.5", "gqa=0.6"])) == {"mcq_mixed", "gqa_answer"}
     # budget: highest spread first (gqa 0.577 = mcq 0.577 > tvg_spread 0.408 > tvg_small 0.125), ties by id
-    assert select.choose(stats, select.parse_thresholds([]), budget=4) == {"gqa_answer", "gqa_iou", "mcq_mixed", "tvg_spread"}
+    assert select.choose(stats, select.parse_thresholds([]), budget=4) == {
+        "gqa_answer",
+        "gqa_iou",
+        "mcq_mixed",
+        "tvg_spread",
+    }
     assert select.choose(stats, select.parse_thresholds([]), budget=1) == {"gqa_answer"}
 
 
@@ -149,7 +186,10 @@ def test_a_record_without_a_duration_is_scored_with_its_videos_as_in_training(tm
 
 def test_a_negative_budget_is_refused(tmp_path, capsys):  # a slice [:-1] would keep all records but one
     data, rollouts = _write_inputs(tmp_path, [c[0] for c in CASES.values()], {k: c[1] for k, c in CASES.items()})
-    assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "o"), "--budget", "-1"]) == 2
+    assert (
+        select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "o"), "--budget", "-1"])
+        == 2
+    )
     assert "--budget -1: a number of records" in capsys.readouterr().err
 
 
@@ -164,13 +204,21 @@ def test_rollouts_file_problems_are_named(tmp_path, capsys):
     data, rollouts = _write_inputs(tmp_path, records, {k: c[1] for k, c in CASES.items() if k != "gqa_iou"})
     assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "b")]) == 2
     assert "'gqa_iou' has 0 responses" in capsys.readouterr().err
-    uneven = {k: c[1] for k, c in CASES.items()} | {"mcq_mixed": CASES["mcq_mixed"][1][:2]}  # K=2 among K=4: stats unlike
+    uneven = {k: c[1] for k, c in CASES.items()} | {
+        "mcq_mixed": CASES["mcq_mixed"][1][:2]
+    }  # K=2 among K=4: stats unlike
     data, rollouts = _write_inputs(tmp_path, records, uneven)
     assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "c")]) == 2
-    assert "'mcq_mixed' has 2 responses; selection needs at least 2, and the same number for every record (most have 4)" in capsys.readouterr().err
+    assert (
+        "'mcq_mixed' has 2 responses; selection needs at least 2, and the same number for every record (most have 4)"
+        in capsys.readouterr().err
+    )
     data, rollouts = _write_inputs(tmp_path, records, {k: c[1] for k, c in CASES.items()})
     for flag, value in (("--max-new-tokens", "0"), ("--temperature", "-1"), ("--batch-size", "0")):
-        assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "d"), flag, value]) == 2
+        assert (
+            select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "d"), flag, value])
+            == 2
+        )
         assert f"{flag} {value}" in capsys.readouterr().err
 
 
@@ -191,10 +239,23 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     the set: every record exactly once, with the stats an uninterrupted scoring gives."""
     n = 20000
     records = [_record(f"r{i:05d}", "tvg", span=[2, 6]) for i in range(n)]
-    rollouts = {r["id"]: [_span(2, 6), _span(2, 4), _span(i % 7, i % 7 + 2), "no answer"] for i, r in enumerate(records)}
+    rollouts = {
+        r["id"]: [_span(2, 6), _span(2, 4), _span(i % 7, i % 7 + 2), "no answer"] for i, r in enumerate(records)
+    }
     data, rollouts_path = _write_inputs(tmp_path, records, rollouts)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "openrlhf_video", "select", "--data", str(data), "--rollouts", str(rollouts_path), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "openrlhf_video",
+        "select",
+        "--data",
+        str(data),
+        "--rollouts",
+        str(rollouts_path),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stats_path = out / "stats.jsonl"
     deadline = time.monotonic() + 120

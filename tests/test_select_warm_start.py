@@ -17,7 +17,9 @@ def _records(synthetic_data, tmp_path):
 def test_answer_text_earns_the_full_reward(synthetic_data, tmp_path):
     # the targets are written in the format the reward parses (one parser), for every task
     records = _records(synthetic_data, tmp_path)
-    clipped = [{**r, "clip": [1.0, r["duration"]]} for r in records if r["task"] in ("tvg", "gqa") and r["span"][0] >= 1.0]
+    clipped = [
+        {**r, "clip": [1.0, r["duration"]]} for r in records if r["task"] in ("tvg", "gqa") and r["span"][0] >= 1.0
+    ]
     assert clipped  # with a clip the model's time starts at the clip: so must the target's span
     for record in records + clipped:
         for think in (True, False):

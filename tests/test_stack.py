@@ -1,7 +1,6 @@
 """The CPU stack works for real: HF processor and model, vLLM's CPU build, OpenRLHF's Actor,
 lmms-eval's evaluator and Ray, all on the offline tiny Qwen2.5-VL and synthetic clips."""
 
-import json
 import os
 import textwrap
 
@@ -83,7 +82,9 @@ def test_hf_generate_with_video_sees_the_video_and_never_samples_vision_tokens(t
     forbidden = vision_token_ids(processor.tokenizer)
     logits = {}
     for color, (frames, metadata) in clips.items():
-        inputs = processor(text=[video_prompt(processor)], videos=[frames], video_metadata=[metadata], return_tensors="pt")
+        inputs = processor(
+            text=[video_prompt(processor)], videos=[frames], video_metadata=[metadata], return_tensors="pt"
+        )
         with torch.no_grad():
             logits[color] = model(**inputs).logits[0, -1]
         torch.manual_seed(0)

@@ -49,9 +49,7 @@ def _define_torchvision_ops():
 
     _torchvision_library = torch.library.Library("torchvision", "DEF")  # kept alive on purpose
     _torchvision_library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _torchvision_library.define(
-        "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
-    )
+    _torchvision_library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _torchvision_library.impl("nms", _nms_cpu, "CPU")
 
 
@@ -60,9 +58,7 @@ class _CpuShimFinder(importlib.abc.MetaPathFinder):
         if name == "torchvision":
             _define_torchvision_ops()
         elif name == "flash_attn.ops.triton" or name.startswith("flash_attn.ops.triton."):
-            raise ModuleNotFoundError(
-                f"{name} is disabled by the CPU-only shims (triton kernels need CUDA)", name=name
-            )
+            raise ModuleNotFoundError(f"{name} is disabled by the CPU-only shims (triton kernels need CUDA)", name=name)
         return None  # let the normal finders import it
 
 

@@ -1,9 +1,9 @@
 """`openrlhf-video data`: convert annotations to records, check a data config, write OpenRLHF rows.
 
-  openrlhf-video data convert ANNOTATIONS --format charades_sta -o records.jsonl
-  openrlhf-video data convert data.yaml -o records.jsonl       # every dataset a config selects
-  openrlhf-video data check data.yaml                          # videos decode, spans fit, answers match
-  openrlhf-video data rows data.yaml --processor MODEL_DIR -o rows.jsonl [--no-think]
+openrlhf-video data convert ANNOTATIONS --format charades_sta -o records.jsonl
+openrlhf-video data convert data.yaml -o records.jsonl       # every dataset a config selects
+openrlhf-video data check data.yaml                          # videos decode, spans fit, answers match
+openrlhf-video data rows data.yaml --processor MODEL_DIR -o rows.jsonl [--no-think]
 """
 
 import argparse
@@ -38,9 +38,14 @@ def convert(args) -> int:
     elif args.format is None:
         raise DataError(f"{args.input}: give --format ({', '.join(FORMATS)}) or a .yaml data config")
     else:
-        records = read_records(args.input, args.format, video_ext=args.video_ext, video_root=args.video_root, skips=skips)
+        records = read_records(
+            args.input, args.format, video_ext=args.video_ext, video_root=args.video_root, skips=skips
+        )
     write_jsonl(records, args.output)
-    print(f"wrote {len(records)} records to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else ""))
+    print(
+        f"wrote {len(records)} records to {args.output}"
+        + (f" ({len(skips.problems)} skipped)" if skips.problems else "")
+    )
     return 0
 
 
@@ -72,7 +77,9 @@ def check(args) -> int:
                     raise DataError(f"{where}: {info}")
                 duration = info["duration"]
                 if duration and record["duration"] and abs(record["duration"] - duration) > SPAN_SLACK_S:
-                    raise DataError(f"{where}: duration: the annotation says {record['duration']} s, the video {duration:.2f} s")
+                    raise DataError(
+                        f"{where}: duration: the annotation says {record['duration']} s, the video {duration:.2f} s"
+                    )
                 validate_record({**record, "duration": record["duration"] or duration}, where)
                 durations[record["video"]] = duration or 0.0
             except DataError as e:
@@ -109,22 +116,36 @@ def rows(args) -> int:
         raise DataError(f"--processor {args.processor}: cannot load a processor ({type(e).__name__}: {e})") from None
     dataset = VideoPromptDataset(records, processor, think=not args.no_think, skips=skips)
     dataset.to_jsonl(args.output)
-    print(f"wrote {len(dataset)} rows to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else ""))
-    flags = ["--data.prompt_dataset", args.output, "--data.input_key", "prompt", "--data.label_key", "label",
-             "--data.image_key", "video"] + ["--video.no_think"] * args.no_think  # the reward's format rule must be the prompts'
+    print(
+        f"wrote {len(dataset)} rows to {args.output}" + (f" ({len(skips.problems)} skipped)" if skips.problems else "")
+    )
+    flags = [
+        "--data.prompt_dataset",
+        args.output,
+        "--data.input_key",
+        "prompt",
+        "--data.label_key",
+        "label",
+        "--data.image_key",
+        "video",
+    ] + ["--video.no_think"] * args.no_think  # the reward's format rule must be the prompts'
     print("train with:", shlex.join(flags))
     return 0
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="openrlhf-video data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="openrlhf-video data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="write records JSONL from an annotation file or a data config")
     p.add_argument("input", help="annotation file, or a .yaml data config")
     p.add_argument("--format", choices=list(FORMATS), help="the annotation layout (not for a config)")
     p.add_argument("--video-ext", default="mp4", help="video file extension for sources that name videos by id")
-    p.add_argument("--video-root", help="where the videos are, for temporal_r1 items without video_length (read from the video)")
+    p.add_argument(
+        "--video-root", help="where the videos are, for temporal_r1 items without video_length (read from the video)"
+    )
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--skip-bad", type=int, default=0, help="skip (and count) up to N bad records instead of failing")
     p.set_defaults(run=convert)

@@ -246,7 +246,9 @@ def _read_pyav(path: Path, plan):
     # Each keyframe starts an independent run of pictures, so DECODE_THREADS decoders can take
     # a share of the runs each: 1.7-1.9x on two cores where FFmpeg's own frame threads give 1.1x
     # (benchmarks/frames.py). Shares are cut at keyframes, so no picture is decoded twice.
-    run = np.searchsorted([key_pts for key_pts, _ in keyframes], targets, side="right")  # 1 + the keyframe a frame's run starts at
+    run = np.searchsorted(
+        [key_pts for key_pts, _ in keyframes], targets, side="right"
+    )  # 1 + the keyframe a frame's run starts at
     run_starts = np.flatnonzero(np.diff(run)) + 1  # positions in `targets` where a new run begins
     cuts = sorted({int(run_starts[np.abs(run_starts - len(targets) * k / DECODE_THREADS).argmin()])
                    for k in range(1, DECODE_THREADS)}) if len(run_starts) else []  # fmt: skip
@@ -306,7 +308,9 @@ def _pictures(container, stream):
     """(pts, dts, is keyframe, is shown) of each picture in decoding order, read without decoding.
     Not shown: the pictures an MP4 edit list cuts off (`ffmpeg -ss ... -c copy`), decoded only as
     references."""
-    return ((p.pts, p.dts, p.is_keyframe, not p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size)
+    return (
+        (p.pts, p.dts, p.is_keyframe, not p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size
+    )
 
 
 def _check_complete(path: Path, times: list[int], time_base: float, video_fps: float, container, stream) -> None:
@@ -327,7 +331,9 @@ def _check_complete(path: Path, times: list[int], time_base: float, video_fps: f
     if declared and times and video_fps:
         covered = max(times) * time_base + 1 / video_fps - start
         if covered < declared - max(1.0, 0.05 * declared):
-            raise DataError(f"{path}: truncated: its pictures cover {covered:.1f} s of the {declared:.1f} s it declares")
+            raise DataError(
+                f"{path}: truncated: its pictures cover {covered:.1f} s of the {declared:.1f} s it declares"
+            )
 
 
 def _rate_of(times: list[int], time_base: float, container_rate: float) -> float:
@@ -537,4 +543,3 @@ def _evict(cache_dir: Path, max_bytes: int) -> None:
             break
         Path(entry_path).unlink(missing_ok=True)
         total -= size
-

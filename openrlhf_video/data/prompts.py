@@ -53,7 +53,9 @@ def build_messages(record: dict, *, think: bool = True) -> list[dict]:
 
 def render_prompt(processor, record: dict, *, think: bool = True) -> str:
     """The prompt text through the model's processor chat template, ready for generation."""
-    return processor.apply_chat_template(build_messages(record, think=think), tokenize=False, add_generation_prompt=True)
+    return processor.apply_chat_template(
+        build_messages(record, think=think), tokenize=False, add_generation_prompt=True
+    )
 
 
 def label_json(record: dict) -> str:
@@ -82,7 +84,9 @@ class VideoPromptDataset:
     clamps spans to it. A problem raises DataError, or with `skips` is a counted, logged skip.
     """
 
-    def __init__(self, records: list[dict], processor, *, think: bool = True, video_root=None, skips: Skips | None = None):
+    def __init__(
+        self, records: list[dict], processor, *, think: bool = True, video_root=None, skips: Skips | None = None
+    ):
         skips = skips or Skips(0)
         self.rows = []
         for record in tqdm(records, desc="prompts", disable=len(records) < 1000):

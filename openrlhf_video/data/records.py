@@ -63,7 +63,9 @@ def _load_json(path: Path, top: type):
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
     if not isinstance(data, top):  # another format's file, most likely
-        raise DataError(f"{path}: expected a JSON {'list' if top is list else 'object'} at the top, got {type(data).__name__}")
+        raise DataError(
+            f"{path}: expected a JSON {'list' if top is list else 'object'} at the top, got {type(data).__name__}"
+        )
     return data
 
 
@@ -118,15 +120,18 @@ def _captions_json(path: Path, *, source: str, video_ext: str):
             yield f"{path}: entry {vid!r}", lambda e=e: _raise(e)
             continue
         for k, (span, sentence) in enumerate(zip(timestamps, sentences)):
-            yield f"{path}: entry {vid!r} sentence {k}", lambda: {
-                "id": f"{source}/{vid}#{k}",
-                "task": "tvg",
-                "video": f"{vid}.{video_ext}",
-                "question": sentence.strip(),
-                "span": span,
-                "duration": entry.get("duration"),
-                "source": source,
-            }
+            yield (
+                f"{path}: entry {vid!r} sentence {k}",
+                lambda: {
+                    "id": f"{source}/{vid}#{k}",
+                    "task": "tvg",
+                    "video": f"{vid}.{video_ext}",
+                    "question": sentence.strip(),
+                    "span": span,
+                    "duration": entry.get("duration"),
+                    "source": source,
+                },
+            )
 
 
 def _charades_sta(path: Path, *, video_ext: str, **_):
@@ -142,17 +147,23 @@ def _charades_sta(path: Path, *, video_ext: str, **_):
             if not line.strip():
                 continue
             if not sep or len(fields) != 3:
-                yield f"{path}:{lineno}", lambda: _raise(ValueError(f"expected 'VIDEO START END##sentence', got {line.strip()!r}"))
+                yield (
+                    f"{path}:{lineno}",
+                    lambda: _raise(ValueError(f"expected 'VIDEO START END##sentence', got {line.strip()!r}")),
+                )
                 continue
             k = seen[fields[0]] = seen.get(fields[0], -1) + 1
-            yield f"{path}:{lineno}", lambda: {
-                "id": f"charades_sta/{fields[0]}#{k}",
-                "task": "tvg",
-                "video": f"{fields[0]}.{video_ext}",
-                "question": sentence.strip(),
-                "span": fields[1:],
-                "source": "charades_sta",
-            }
+            yield (
+                f"{path}:{lineno}",
+                lambda: {
+                    "id": f"charades_sta/{fields[0]}#{k}",
+                    "task": "tvg",
+                    "video": f"{fields[0]}.{video_ext}",
+                    "question": sentence.strip(),
+                    "span": fields[1:],
+                    "source": "charades_sta",
+                },
+            )
 
 
 def _activitynet(path: Path, *, video_ext: str, **_):
@@ -199,16 +210,19 @@ def _nextgqa_record(row: dict, spans: dict, id_map: dict, video_ext: str) -> dic
 def _mvbench(path: Path, **_):
     # MVBench task JSON: candidates, the answer as text, optional clip bounds `start`/`end`.
     for i, item in enumerate(_load_json(path, list)):
-        yield f"{path}: item {i}", lambda: {
-            "id": f"mvbench/{path.stem}#{i}",
-            "task": "mcq",
-            "video": item["video"],
-            "question": item["question"],
-            "options": [str(c) for c in item["candidates"]],
-            "answer": _option_letter(str(item["answer"]), [str(c) for c in item["candidates"]]),
-            "clip": [item["start"], item["end"]] if "start" in item or "end" in item else None,
-            "source": f"mvbench/{path.stem}",
-        }
+        yield (
+            f"{path}: item {i}",
+            lambda: {
+                "id": f"mvbench/{path.stem}#{i}",
+                "task": "mcq",
+                "video": item["video"],
+                "question": item["question"],
+                "options": [str(c) for c in item["candidates"]],
+                "answer": _option_letter(str(item["answer"]), [str(c) for c in item["candidates"]]),
+                "clip": [item["start"], item["end"]] if "start" in item or "end" in item else None,
+                "source": f"mvbench/{path.stem}",
+            },
+        )
 
 
 def _option_letter(answer: str, options: list[str]) -> str:
@@ -292,7 +306,11 @@ def validate_record(record: dict, where: str = "record") -> dict:
 
     options, answer = rec["options"], rec["answer"]
     if task in ("mcq", "gqa"):
-        if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) and o.strip() for o in options):
+        if (
+            not isinstance(options, list)
+            or len(options) < 2
+            or not all(isinstance(o, str) and o.strip() for o in options)
+        ):
             raise DataError(f"{where}: options: a {task} record needs at least two non-empty option strings")
         letters = [chr(ord("A") + i) for i in range(len(options))]
         if answer not in letters:
@@ -305,7 +323,9 @@ def validate_record(record: dict, where: str = "record") -> dict:
 
 
 # ---------------------------------------------------------------- reading sources and configs
-def located_records(path, format: str = "records", *, video_ext: str = "mp4", video_root=None, skips: Skips | None = None):
+def located_records(
+    path, format: str = "records", *, video_ext: str = "mp4", video_root=None, skips: Skips | None = None
+):
     """Yield `(where, record)` for each good record of one annotation file; problems go to `skips`.
     `video_root`: where the videos are, for a converter that must read one (temporal_r1 without
     video_length); the records still name them as the file does."""
@@ -316,7 +336,9 @@ def located_records(path, format: str = "records", *, video_ext: str = "mp4", vi
     if not path.exists():
         raise DataError(f"{path}: annotation file not found")
     try:
-        for where, build in FORMATS[format](path, video_ext=video_ext.lstrip("."), video_root=video_root):  # ".mp4" as "mp4"
+        for where, build in FORMATS[format](
+            path, video_ext=video_ext.lstrip("."), video_root=video_root
+        ):  # ".mp4" as "mp4"
             try:
                 try:
                     record = build()
@@ -333,9 +355,13 @@ def located_records(path, format: str = "records", *, video_ext: str = "mp4", vi
         raise DataError(f"{path}: cannot read the annotation file ({type(e).__name__}: {e})") from None
 
 
-def read_records(path, format: str = "records", *, video_ext: str = "mp4", video_root=None, skips: Skips | None = None) -> list[dict]:
+def read_records(
+    path, format: str = "records", *, video_ext: str = "mp4", video_root=None, skips: Skips | None = None
+) -> list[dict]:
     """All good records of one annotation file in `format` (see FORMATS), videos as written there."""
-    return [record for _, record in located_records(path, format, video_ext=video_ext, video_root=video_root, skips=skips)]
+    return [
+        record for _, record in located_records(path, format, video_ext=video_ext, video_root=video_root, skips=skips)
+    ]
 
 
 DATASET_KEYS = {"path", "format", "video_root", "sample", "video_ext"}
