@@ -31,7 +31,7 @@ def _replace(owner, name: str, new) -> None:
 
 def vllm_mrope_positions(token_types, images, videos, spatial_merge_size: int, tokens_per_second: float):
     """(3, n) M-RoPE positions of one unpadded sequence by vLLM's rule (its
-    `Qwen2_5_VLForConditionalGeneration.get_mrope_input_positions`, tested against vLLM 0.32's own
+    `Qwen2_5_VLForConditionalGeneration.get_mrope_input_positions`, tested against vLLM 0.29's own
     code; the original Qwen2.5-VL rule, transformers 4.x's too).
 
     token_types: per token 0 text, 1 image, 2 video. images / videos: iterators over (t, h, w)
@@ -80,7 +80,7 @@ def qwen25vl_get_rope_index(
     attention_mask=None,
     **kwargs,
 ):
-    """Replaces transformers 5.15-5.19 `Qwen2_5_VLModel.get_rope_index` (same signature).
+    """Replaces transformers 5.15 `Qwen2_5_VLModel.get_rope_index` (same signature).
 
     transformers 5 advances text after a video by max(h, w) / merge, ignoring the video's length in
     time, while vLLM and Qwen2.5-VL's own code continue from the video's largest position + 1: the
@@ -114,7 +114,7 @@ def qwen25vl_get_rope_index(
 
 
 def transformers_rope_index_as_trained():
-    """transformers 5.19 `Qwen2_5_VLModel.get_rope_index` -> `qwen25vl_get_rope_index` (vLLM's rule,
+    """transformers 5.15 `Qwen2_5_VLModel.get_rope_index` -> `qwen25vl_get_rope_index` (vLLM's rule,
     the original model's): for the training forward, and for `generate` in lmms-eval's process."""
     from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
 
@@ -193,23 +193,32 @@ def group_std_as_scores(responses: list[dict], min_std: float) -> list[dict]:
 
 
 def _patch_vllm_video_metadata():
-    """vLLM 0.29 `Qwen2_5_VLMultiModalProcessor` (its base's `_get_hf_mm_data`) hands the HF
-    processor the frames of a `(frames, metadata)` video but not the metadata, which its parser
-    keeps aside; the processor then assumes 24 fps, so `second_per_grid_ts` is 2/24 whatever the
-    real sampling: the model's time axis is wrong and the rollout's positions differ from the
-    training forward's. vLLM 0.32 passes `video_metadata` itself (in `_get_hf_mm_inputs`, which
-    replaced `_get_hf_mm_data`); on 0.29 we pass it the same way. Written from vLLM 0.29.0's
-    source: the CPU tests run 0.32, where this patch does not apply, and test `with_video_metadata`."""
+    """vLLM 0.29.0 loses a `(frames, metadata)` video's metadata twice on its way to the HF processor,
+    which then assumes 24 fps: `second_per_grid_ts` becomes 2/24 whatever the real sampling, so the
+    model's time axis is wrong and the rollout's positions differ from the training forward's
+    (max |Δ log-prob| 9e-3 on the tiny model, tests/test_rollout.py). Both are `Qwen2_5_VLMultiModalProcessor`
+    methods inherited from `BaseMultiModalProcessor` (vllm/multimodal/processing/processor.py):
+    - `_get_cache_missing_items` re-parses the videos the processor cache misses from their frames
+      alone; we give the re-parsed items their metadata back;
+    - `_get_hf_mm_data` hands the processor the frames but not the metadata its parser keeps aside;
+      we pass it as `video_metadata`, as later vLLM versions do."""
     from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLMultiModalProcessor
 
-    if not hasattr(Qwen2_5_VLMultiModalProcessor, "_get_hf_mm_data"):
-        return
-    upstream = Qwen2_5_VLMultiModalProcessor._get_hf_mm_data
+    upstream_missing = Qwen2_5_VLMultiModalProcessor._get_cache_missing_items
+    upstream_data = Qwen2_5_VLMultiModalProcessor._get_hf_mm_data
+
+    def _get_cache_missing_items(self, cache, mm_data_items, mm_hashes):
+        is_cached, missing_items = upstream_missing(self, cache, mm_data_items, mm_hashes)
+        metadata = getattr(mm_data_items.get("video"), "metadata", None)
+        if isinstance(metadata, list) and "video" in missing_items:
+            missing_items["video"].metadata = [m for m, cached in zip(metadata, is_cached["video"]) if not cached]
+        return is_cached, missing_items
 
     def _get_hf_mm_data(self, mm_items):
-        processor_data, passthrough_data = upstream(self, mm_items)
+        processor_data, passthrough_data = upstream_data(self, mm_items)
         return with_video_metadata(processor_data, mm_items), passthrough_data
 
+    _replace(Qwen2_5_VLMultiModalProcessor, "_get_cache_missing_items", _get_cache_missing_items)
     _replace(Qwen2_5_VLMultiModalProcessor, "_get_hf_mm_data", _get_hf_mm_data)
 
 

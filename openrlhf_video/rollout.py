@@ -43,8 +43,8 @@ def video_inputs(processor, prompt: str, video: VideoFrames):
     with one `<|video_pad|>` (it expands them itself; pre-expanded ids silently make a longer,
     wrong prompt) and `(frames, metadata)`; training gets the expanded ids and the processor's
     tensors. The metadata's sampled fps sets `second_per_grid_ts` (the model's time axis).
-    vLLM 0.32 requires this `(frames, metadata)` form; 0.29 accepts it but would drop the metadata
-    without openrlhf_video.patches (`_patch_vllm_video_metadata`).
+    vLLM 0.29 accepts this `(frames, metadata)` form (later versions require it) but drops the
+    metadata without openrlhf_video.patches (`_patch_vllm_video_metadata`).
     """
     metadata = video.metadata()
     hf_metadata = {key: value for key, value in metadata.items() if key != "do_sample_frames"}

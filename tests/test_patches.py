@@ -138,7 +138,7 @@ def test_rollout_engines_allow_one_video(monkeypatch):
 
 
 def test_video_metadata_reaches_the_hf_processor_when_vllm_parses_without_it(tiny_model_dir):
-    """vLLM 0.29 parses Qwen2.5-VL videos as 0.32's MultiModalDataParser(video_needs_metadata=False)
+    """vLLM 0.29 parses Qwen2.5-VL videos as MultiModalDataParser(video_needs_metadata=False)
     does: frames for the HF processor, metadata kept aside. `with_video_metadata` hands it over, so
     the processor sees the real sampled rate (2 fps here) instead of assuming 24 fps."""
     import numpy as np
@@ -155,32 +155,6 @@ def test_video_metadata_reaches_the_hf_processor_when_vllm_parses_without_it(tin
     for inputs, seconds_per_grid in [(patches.with_video_metadata(data, items), 2 / 2.0), (data, 2 / 24)]:
         out = processor(text=prompt, **inputs, return_tensors="pt")
         assert torch.as_tensor(out["second_per_grid_ts"]).tolist() == pytest.approx([seconds_per_grid])
-
-
-def test_on_vllm_029_the_processor_step_hands_the_parsed_metadata_over(monkeypatch):
-    """The wiring of `_patch_vllm_video_metadata`, which applies only to vLLM 0.29: its
-    `_get_hf_mm_data` is missing from the 0.32 installed here, so a stub stands in for it."""
-    import numpy as np
-    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLMultiModalProcessor
-    from vllm.multimodal.parse import MultiModalDataParser
-
-    def vllm_029_get_hf_mm_data_stub(self, mm_items):  # 0.29: the frames only, the metadata left aside
-        return dict(mm_items["video"].get_processor_data()), {}
-
-    monkeypatch.setattr(Qwen2_5_VLMultiModalProcessor, "_get_hf_mm_data", vllm_029_get_hf_mm_data_stub, raising=False)
-    monkeypatch.setattr(patches, "UPSTREAM", dict(patches.UPSTREAM))
-    frames = np.zeros((8, 56, 84, 3), dtype=np.uint8)
-    metadata = dict(
-        fps=10.0, duration=4.0, total_num_frames=40, frames_indices=list(range(0, 40, 5)), do_sample_frames=False
-    )
-    items = MultiModalDataParser(video_needs_metadata=False).parse_mm_data({"video": [(frames, metadata)]})
-    assert "video_metadata" not in Qwen2_5_VLMultiModalProcessor._get_hf_mm_data(None, items)[0]  # the gap
-    patches._patch_vllm_video_metadata()
-    data, _ = Qwen2_5_VLMultiModalProcessor._get_hf_mm_data(None, items)
-    assert (
-        data["video_metadata"][0].fps == 10.0 and data["video_metadata"][0].frames_indices == metadata["frames_indices"]
-    )
-    assert patches.UPSTREAM["Qwen2_5_VLMultiModalProcessor._get_hf_mm_data"] is vllm_029_get_hf_mm_data_stub
 
 
 GROUP_REWARDS = {"flat": [0.5] * 4, "spread": [0.0, 0.2, 0.6, 1.0], "nearly flat": [0.5, 0.5, 0.5, 0.52],

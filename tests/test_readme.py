@@ -22,7 +22,7 @@ def test_ci_runs_exactly_the_readme_test_command():
         if line.strip() and not line.startswith(("#", "set ", "cd "))
     ]
     assert ci_commands == [tests]
-    assert "pytest" in tests and "cpu_env/setup.sh" in tests
+    assert "pytest" in tests and "cpu_env/setup.sh" in tests and "ruff check" in tests
     assert "demo" in demo
 
 

@@ -9,7 +9,6 @@ import asyncio
 import json
 import socket
 import threading
-from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -123,6 +122,25 @@ def test_rollout_and_training_log_probs_match(tvg_group, actor, processor):
     assert max_gap(batch, log_probs) <= 1e-4
 
 
+@pytest.mark.parametrize(
+    "patch, clip",
+    [("_get_hf_mm_data", "clip_001"), ("_get_cache_missing_items", "clip_002")],  # a video new to the processor cache
+)
+def test_rollout_log_probs_differ_without_each_vllm_metadata_patch(patch, clip, engine, actor, processor, rows):
+    """vLLM 0.29 drops a video's metadata on either path, so the rollout runs at an assumed 24 fps."""
+    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLMultiModalProcessor
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Qwen2_5_VLMultiModalProcessor, patch, patches.UPSTREAM[f"Qwen2_5_VLMultiModalProcessor.{patch}"])
+            group = rollout(engine, processor, rows[f"synthetic/{clip}#tvg"])
+    finally:  # the engine keeps this video's processor outputs and KV at 24 fps: later tests must not reuse them
+        engine.llm.reset_mm_cache()
+        engine.llm.reset_prefix_cache()
+    batch, log_probs = training_log_probs(actor, group, processor.pad_token_id)
+    assert max_gap(batch, log_probs) > 1e-3
+
+
 @pytest.mark.parametrize("patch", ["Qwen2_5_VLModel.get_rope_index", "Actor.forward"])
 def test_log_probs_differ_without_each_actor_patch(patch, tvg_group, actor, processor, monkeypatch):
     from openrlhf.models import Actor
@@ -179,23 +197,23 @@ def receive_weights(worker, port: int, specs: list):
     """CPU STAND-IN for OpenRLHF's `WorkerWrap.update_weight`, which allocates on "cuda", receives
     over NCCL and loads with `model.load_weights` (on vLLM's CPU build that fails: "'Parameter'
     object has no attribute 'weight_loader'"). Same protocol: one broadcast per parameter from
-    trainer rank 0, over gloo here; then vLLM's in-place reload, which like `load_weights` leaves
-    every cache alone (the model runner's `reload_weights` would also clear the worker's encoder
-    cache, but not the scheduler's: the engine then hangs or dies on "Encoder cache miss")."""
+    trainer rank 0, over gloo here; then the in-place load that vLLM 0.29's `reload_weights` does,
+    which like `load_weights` leaves every cache alone (`reload_weights` itself then also clears
+    the worker's encoder cache, but not the scheduler's: the engine then hangs or dies on
+    "Encoder cache miss")."""
     from vllm.distributed.utils import stateless_init_torch_distributed_process_group
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
 
-    group = stateless_init_torch_distributed_process_group(
-        "127.0.0.1", port, 1, 2, backend="gloo", timeout=timedelta(seconds=60)
-    )
+    group = stateless_init_torch_distributed_process_group("127.0.0.1", port, 1, 2, backend="gloo")
     weights = []
     for name, shape in specs:
         weight = torch.empty(shape, dtype=torch.float32)
         group.broadcast(weight, root=0).wait()
         weights.append((name, weight))
-    from vllm.model_executor.model_loader.reload.inplace import reload_weights
-
-    runner = worker.model_runner
-    reload_weights(runner.vllm_config, runner.get_model(), weights, weights_path=None, is_checkpoint_format=True)
+    model = worker.model_runner.get_model()
+    initialize_layerwise_reload(model)
+    model.load_weights(weights)
+    finalize_layerwise_reload(model, worker.model_runner.model_config)
 
 
 def sync_vision_tower(llm, model):
@@ -209,9 +227,7 @@ def sync_vision_tower(llm, model):
         port = sock.getsockname()[1]
 
     def trainer():
-        group = stateless_init_torch_distributed_process_group(
-            "127.0.0.1", port, 0, 2, backend="gloo", timeout=timedelta(seconds=60)
-        )
+        group = stateless_init_torch_distributed_process_group("127.0.0.1", port, 0, 2, backend="gloo")
         for _, param in params:
             group.broadcast(param.data.contiguous(), root=0).wait()
 

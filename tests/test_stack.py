@@ -208,7 +208,7 @@ def test_vllm_cpu_generate_uses_the_hf_processor_prompt_ids(tiny_model_dir, proc
         n=2, max_tokens=16, temperature=1.0, seed=0,
         allowed_token_ids=[i for i in range(len(processor.tokenizer)) if i not in forbidden],
     )  # fmt: skip
-    # vLLM 0.32 wants (frames, metadata); pre-sampled frames must not be sampled again.
+    # vLLM takes (frames, metadata); pre-sampled frames must not be sampled again.
     video = (frames, {**metadata, "do_sample_frames": False})
     (out,) = llm.generate([{"prompt": prompt, "multi_modal_data": {"video": [video]}}], params)
 

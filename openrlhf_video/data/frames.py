@@ -63,7 +63,7 @@ class VideoFrames:
     backend: str  # "decord", "pyav" or "cache"
 
     def metadata(self) -> dict:
-        """Video metadata for vLLM 0.32 (`multi_modal_data={"video": [(frames, metadata)]}`) and,
+        """Video metadata for vLLM (`multi_modal_data={"video": [(frames, metadata)]}`) and,
         without its `do_sample_frames` key, for the HF processor (`video_metadata=[...]`,
         `do_sample_frames=False`): the frames are already sampled.
 
