@@ -24,7 +24,8 @@ from lmms_eval.utils import resolve_cache_dir
 from loguru import logger as eval_logger
 from tenacity import RetryError
 
-from openrlhf_video.data import DataError, build_messages, label_json, load_config, read_records, with_duration
+from lmms_tasks import local_records
+from openrlhf_video.data import DataError, build_messages, label_json, with_duration
 from reward_plugins import score
 from reward_plugins.protocol import think_from_env
 
@@ -50,7 +51,7 @@ class RltTask(ConfigurableMessagesTask):
         video_root = os.environ.get(f"{env}_VIDEO_ROOT")
         wanted = f"{meta['record_task']} records"
         if annotations:
-            records = _local_records(annotations, os.environ.get(f"{env}_FORMAT"), meta["format"], video_root)
+            records = local_records(annotations, os.environ.get(f"{env}_FORMAT"), meta["format"], video_root)
             if self.config.dataset_name:  # a hub subset (MVBench subtask): the converter names it in `source`
                 wanted += f" with source {meta['format']}/{self.config.dataset_name}"
                 records = [r for r in records if r["source"] == f"{meta['format']}/{self.config.dataset_name}"]
@@ -93,14 +94,6 @@ class RltTask(ConfigurableMessagesTask):
             )
         self.dataset = DatasetDict({self.config.test_split: Dataset.from_list(records)})
         self.dataset_no_image = self.dataset
-
-
-def _local_records(path: str, fmt: str | None, native_format: str, video_root: str | None) -> list[dict]:
-    if path.endswith((".yaml", ".yml")):  # a data config names formats and video roots itself
-        return load_config(path)
-    fmt = fmt or ("records" if path.endswith(".jsonl") else native_format)
-    root = video_root or os.path.dirname(os.path.abspath(path))
-    return [dict(r, video=os.path.join(root, r["video"])) for r in read_records(path, fmt)]
 
 
 def doc_to_visual(doc) -> list:

@@ -10,14 +10,16 @@ asked for, each with at least one scored sample.
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 import lmms_tasks
+from openrlhf_video.data import DataError
 
 # `--tasks list` and friends print and exit without results; they succeed when lmms-eval does.
 LISTINGS = {"list", "list_groups", "list_tags", "list_subtasks"}
@@ -44,17 +46,12 @@ def main(argv: list[str]) -> int:
     known.add_argument("--tasks")
     known.add_argument("--output_path")
     args, _ = known.parse_known_args(argv)
-    # Mistakes found before lmms-eval starts (~15 s): it would log them and still finish.
-    ours = our_task_names()
-    unknown = [
-        name
-        for name in (args.tasks or "").split(",")
-        if name.startswith("rlt_") and "*" not in name and name not in ours
-    ]
-    if unknown:
-        print(
-            f"openrlhf-video eval: unknown task {', '.join(unknown)}; ours: {', '.join(sorted(ours))}", file=sys.stderr
-        )
+    # Mistakes found before lmms-eval starts and loads the model: it would log them and go on.
+    requested = [name for name in (args.tasks or "").split(",") if name and "*" not in name]
+    problems = task_problems(requested) if args.tasks not in (None, *LISTINGS) else []
+    for problem in problems:
+        print(f"openrlhf-video eval: {problem}", file=sys.stderr)
+    if problems:
         return 2
     if args.output_path:
         try:
@@ -84,10 +81,63 @@ def main(argv: list[str]) -> int:
     return 1 if problems else 0
 
 
-def our_task_names() -> set[str]:
-    """The tasks and groups of lmms_tasks, read from their YAML files (lmms-eval's import is slow)."""
-    yamls = "\n".join(path.read_text() for path in lmms_tasks.TASKS_DIR.rglob("*.yaml"))
-    return set(re.findall(r"^(?:task|group):\s*(rlt_\w+)", yamls, re.M))
+def our_tasks() -> dict[str, dict]:
+    """Our tasks and groups, read from their YAML files (lmms-eval's import is slow): a task's
+    `metadata` (env, format) and whether it has a hub dataset; a group's member names."""
+
+    class Loader(yaml.SafeLoader):  # lmms-eval's `!function` tags are not needed here
+        pass
+
+    Loader.add_multi_constructor("!", lambda *_: None)
+    tasks = {}
+    for path in lmms_tasks.TASKS_DIR.rglob("*.yaml"):
+        config = yaml.load(path.read_text(), Loader)
+        template = config.get("include") and yaml.load((path.parent / config["include"]).read_text(), Loader)
+        if "group" in config:
+            tasks[config["group"]] = {"members": config["task"]}
+        else:
+            hub = config.get("dataset_path") or (template or {}).get("dataset_path")
+            tasks[config["task"]] = {**config["metadata"], "hub": bool(hub)}
+    return tasks
+
+
+def task_problems(requested: list[str]) -> list[str]:
+    """What would make lmms-eval fail on these tasks, found in seconds: a task name neither ours
+    nor lmms-eval's, and for each of ours the local annotations it would load (a variable set to
+    a file that does not load names the file and line; a task without hub data needs one)."""
+    ours = our_tasks()
+    unknown = [name for name in requested if name.startswith("rlt_") and name not in ours]
+    others = [name for name in requested if not name.startswith("rlt_")]
+    if others:
+        from lmms_eval.tasks import TaskManager
+        from loguru import logger
+
+        logger.disable("lmms_eval")  # its index logs a line per odd task YAML; lmms-eval itself runs in a subprocess
+        unknown += [name for name in others if name not in TaskManager(include_defaults=True).all_tasks]
+    if unknown:
+        return [
+            f"unknown task {', '.join(unknown)}; ours: {', '.join(sorted(ours))} (`--tasks list` lists lmms-eval's)"
+        ]
+    problems, leaves = [], []
+    pending = [name for name in requested if name in ours]
+    while pending:
+        name = pending.pop()
+        pending += ours[name].get("members", [])
+        leaves += [ours[name]] if "env" in ours[name] else []
+    for env, meta in {meta["env"]: meta for meta in leaves}.items():
+        annotations = os.environ.get(f"{env}_ANNOTATIONS")
+        if annotations:
+            try:
+                lmms_tasks.local_records(
+                    annotations, os.environ.get(f"{env}_FORMAT"), meta["format"], os.environ.get(f"{env}_VIDEO_ROOT")
+                )
+            except DataError as e:
+                problems.append(f"{env}_ANNOTATIONS={annotations}: {e}")
+        elif not meta["hub"]:
+            problems.append(
+                f"{env}_ANNOTATIONS is not set, and this task has no hub dataset: set it (and {env}_VIDEO_ROOT)"
+            )
+    return problems
 
 
 def check_results(output_path: Path, tasks: list[str], since: float) -> list[str]:

@@ -274,7 +274,9 @@ def ray_rollouts(records: list[dict], args):
 
 
 # ---------------------------------------------------------------- report
-def write_report(out_dir: Path, records: list[dict], all_stats: list[dict], kept: set[str], thresholds: dict) -> dict:
+def write_report(
+    out_dir: Path, records: list[dict], all_stats: list[dict], kept: set[str], thresholds: dict, skipped: int = 0
+) -> dict:
     """kept.jsonl + kept.yaml (ready for training), summary.json and spread_hist.png."""
     import matplotlib
 
@@ -296,6 +298,7 @@ def write_report(out_dir: Path, records: list[dict], all_stats: list[dict], kept
         "records": len(all_stats),
         "kept": len(kept),
         "failed": len(all_stats) - len(scored),
+        "skipped_bad_records": skipped,
         "std_threshold": {task or "default": value for task, value in thresholds.items()},
         "zero_variance_groups": sum(s["reward_std"] == 0.0 for s in scored),
         "kept_per_group": {key: f"{kept_by[key]}/{n}" for key, n in sorted(total.items())},
@@ -348,7 +351,11 @@ def _histogram(values, low, high, bins=10):
 
 # ---------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="openrlhf-video select", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="openrlhf-video select",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--data", required=True, help="YAML data config of the candidate records")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--policy", help="model directory to roll out (the starting policy)")
@@ -374,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16, help="local: records per vLLM call")
     p.add_argument(
-        "--skip-bad-records", type=int, default=0, help="skip up to this many bad records (logged) instead of failing"
+        "--skip-bad",
+        type=int,
+        default=0,
+        help="skip (and count) up to N bad records, videos not found included, instead of failing",
     )
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -390,6 +400,22 @@ def main(argv: list[str]) -> int:
         return 2
 
 
+def without_missing_videos(records: list[dict], args, skips: Skips) -> list[dict]:
+    """The records whose video file exists. Missing ones (a wrong video_root, most often) stop the
+    run, listing the first few, unless --skip-bad allows that many: then they are counted skips."""
+    found = [os.path.isfile(r["video"]) for r in records]
+    missing = [r for r, ok in zip(records, found) if not ok]
+    if len(skips.problems) + len(missing) > args.skip_bad:
+        first = "; ".join(f"{r['id']}: {r['video']}" for r in missing[:3])
+        raise DataError(
+            f"{args.data}: {len(missing)} of {len(records)} records have no video file (first: {first}); "
+            f"check the datasets' video_root, or pass --skip-bad {len(skips.problems) + len(missing)} to select without them"
+        )
+    for record in missing:
+        skips(DataError(f"{args.data}: record {record['id']!r}: video {record['video']} not found"))
+    return [r for r, ok in zip(records, found) if ok]
+
+
 def select(args) -> int:
     if args.k < 2:
         raise DataError(f"--k {args.k}: selection compares rollouts, it needs at least 2")
@@ -401,13 +427,15 @@ def select(args) -> int:
     if args.budget is not None and args.budget < 0:
         raise DataError(f"--budget {args.budget}: a number of records, at least 0")
     thresholds = parse_thresholds(args.std_threshold)
-    skips = Skips(args.skip_bad_records)
+    skips = Skips(args.skip_bad)
     records = []
     for record in tqdm(load_config(args.data, skips=skips), desc="records", disable=None):
         try:  # the duration training will score with (VideoPromptDataset reads it the same way)
             records.append(with_duration(record, record["video"]))
         except DataError as e:
             skips(e)
+    if not args.rollouts:  # found before any model loads, not as one warning among vLLM's
+        records = without_missing_videos(records, args, skips)
     seen = Counter(r["id"] for r in records)
     duplicates = [i for i, n in seen.items() if n > 1]
     if duplicates:
@@ -470,7 +498,7 @@ def select(args) -> int:
 
         all_stats = [finished[r["id"]] for r in records]
         kept = choose(all_stats, thresholds, args.budget)
-        summary = write_report(out_dir, records, all_stats, kept, thresholds)
+        summary = write_report(out_dir, records, all_stats, kept, thresholds, skipped=len(skips.problems))
         print(f"kept {summary['kept']} of {summary['records']} records ({summary['failed']} without rollouts, "
               f"{summary['zero_variance_groups']} zero-variance groups) -> {out_dir / 'kept.yaml'}")  # fmt: skip
         return 0

@@ -206,7 +206,11 @@ def main(argv: list[str]) -> int:
         return 0
     openrlhf_argv, env = build(argv)
     if "--video.dry_run" in argv:
-        args = openrlhf_args(openrlhf_argv)
+        try:
+            args = openrlhf_args(openrlhf_argv)
+        except AssertionError as refused:  # OpenRLHF checks its flags with asserts
+            print(f"openrlhf-video train: OpenRLHF refused these flags: {refused}", file=sys.stderr)
+            return 2
         # For an own launcher (docs/upstream/README.md), quoted to paste: the variables go to every
         # Ray worker (runtime_env env_vars) and the driver; without them the filter is a mean filter.
         print("env:", shlex.join(f"{key}={value}" for key, value in env.items()))

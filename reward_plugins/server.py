@@ -91,7 +91,9 @@ def _serve_forever(app, sock: socket.socket) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="openrlhf-video serve-reward", description="Serve the video rewards in OpenRLHF's remote-reward protocol."
+        prog="openrlhf-video serve-reward",
+        description="Serve the video rewards in OpenRLHF's remote-reward protocol.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     parser.add_argument("--port", type=int, default=5000, help="0 picks a free port (printed at start)")
@@ -125,7 +127,12 @@ def main(argv: list[str]) -> int:
     # One listening socket, bound here and inherited by forked workers: the kernel spreads
     # connections over them, and --port 0 yields one port for all.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.create_server((args.host, args.port), family=family, backlog=1024)
+    try:
+        sock = socket.create_server((args.host, args.port), family=family, backlog=1024)
+    except OSError as error:  # in use, not an address of this machine, a privileged port
+        print(f"openrlhf-video serve-reward: cannot listen on --host {args.host} --port {args.port}: "
+              f"{error.strerror}; pick another --port (0 picks a free one)", file=sys.stderr)  # fmt: skip
+        return 2
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     # Printed (and flushed) so scripts started with --port 0 can read the port that was bound.
     print(f"reward server listening on http://{host}:{sock.getsockname()[1]}", flush=True)

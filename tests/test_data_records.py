@@ -167,8 +167,10 @@ datasets:
 
 
 @pytest.mark.parametrize("body, message", [
-    ("datasets: {}", "a non-empty 'datasets' list"),
-    ("datasets: []", "a non-empty 'datasets' list"),  # `data check` would report "all records OK"
+    ("datasets: {}", "datasets: expected a non-empty list"),
+    ("datasets: []", "datasets: expected a non-empty list"),  # `data check` would report "all records OK"
+    ("dataset:\n  - path: x.jsonl", "unknown key 'dataset' \\(known: datasets, seed\\)"),
+    ('{"id": "a#0", "task": "tvg"}\n{"id": "a#1", "task": "tvg"}', "not a YAML data config; a config lists"),
     ("datasets:\n  - path: x.jsonl\n    fromat: records", "unknown keys \\['fromat'\\]"),
     ("datasets:\n  - path: x.jsonl\n    format: charades", "format: 'charades' is not one of"),
     ("datasets:\n  - path: x.jsonl\n    sample: 1.5", "sample: a count"),

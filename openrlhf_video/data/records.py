@@ -61,6 +61,11 @@ def _load_json(path: Path, top: type):
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is not data
     except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # a second value after the first: JSON Lines, most likely
+            raise DataError(
+                f"{path}:{e.lineno}: more than one JSON value: this layout is one JSON document, "
+                "not JSON Lines (records JSONL is --format records)"
+            ) from None
         raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
     if not isinstance(data, top):  # another format's file, most likely
         raise DataError(
@@ -365,6 +370,7 @@ def read_records(
 
 
 DATASET_KEYS = {"path", "format", "video_root", "sample", "video_ext"}
+CONFIG_KEYS = {"datasets", "seed"}
 
 
 def config_datasets(config_path) -> list[dict]:
@@ -372,10 +378,22 @@ def config_datasets(config_path) -> list[dict]:
     config_path = Path(config_path)
     try:
         config = yaml.safe_load(config_path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DataError(f"{config_path}: cannot read the data config: {e}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("datasets"), list) or not config["datasets"]:
-        raise DataError(f"{config_path}: a data config is a mapping with a non-empty 'datasets' list")
+    except OSError as e:
+        raise DataError(f"{config_path}: cannot read the data config: {e.strerror}") from None
+    except yaml.YAMLError:
+        config = None
+    if not isinstance(config, dict):  # a records JSONL or an annotation file given for a config, most likely
+        raise DataError(
+            f"{config_path}: not a YAML data config; a config lists annotation files, e.g. "
+            f"'datasets: [{{path: {config_path.name}, format: records}}]' (formats: {', '.join(FORMATS)})"
+        )
+    unknown = set(config) - CONFIG_KEYS
+    if unknown:
+        raise DataError(
+            f"{config_path}: unknown key {', '.join(map(repr, sorted(unknown)))} (known: {', '.join(sorted(CONFIG_KEYS))})"
+        )
+    if not isinstance(config.get("datasets"), list) or not config["datasets"]:
+        raise DataError(f"{config_path}: datasets: expected a non-empty list of annotation files")
     seed = config.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise DataError(f"{config_path}: seed: expected an integer, got {seed!r}")
