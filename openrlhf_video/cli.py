@@ -5,7 +5,9 @@ Every target is `main(argv: list[str]) -> int`.
 """
 
 import importlib
+import os
 import sys
+import warnings
 
 SUBCOMMANDS = {
     "train": ("openrlhf_video.train", "GRPO on video with OpenRLHF's train_ppo_ray (our patches and plugin flags)"),
@@ -17,8 +19,18 @@ SUBCOMMANDS = {
 }
 
 
+# Third-party noise our commands turn down (deprecation and version warnings at import, vLLM's and
+# transformers' info lines), here and in every process they start (lmms-eval, Ray workers, vLLM):
+# a person then reads our stage lines and real errors. OPENRLHF_VIDEO_VERBOSE=1 shows it all.
+QUIET_ENV = {"PYTHONWARNINGS": "ignore", "TRANSFORMERS_VERBOSITY": "error", "VLLM_LOGGING_LEVEL": "WARNING"}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if os.environ.get("OPENRLHF_VIDEO_VERBOSE") != "1":
+        for key, value in QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+        warnings.simplefilter("ignore")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         width = max(map(len, SUBCOMMANDS))
         lines = [f"  {name:<{width}}  {text}" for name, (_, text) in SUBCOMMANDS.items()]

@@ -26,11 +26,42 @@ LISTINGS = {"list", "list_groups", "list_tags", "list_subtasks"}
 # lmms-eval's CLI with Qwen2.5-VL's positions as the model was trained (transformers 5's generate
 # gives the text after a video others: docs/upstream/), and, for runs of our `rlt_` tasks only,
 # without indexing lmms-eval's own tasks (patches.py).
-LMMS_EVAL = ("from openrlhf_video import patches; patches.transformers_rope_index_as_trained(); {}"
+# sys.argv[0] names the program in lmms-eval's own usage lines (else `usage: -c`).
+LMMS_EVAL = ("import sys; sys.argv[0] = 'openrlhf-video eval'; "
+             "from openrlhf_video import patches; patches.transformers_rope_index_as_trained(); {}"
              "from lmms_eval.__main__ import cli_evaluate; cli_evaluate()")  # fmt: skip
+HELP = """usage: openrlhf-video eval [lmms-eval arguments]
+
+lmms-eval with our tasks (--include_path is added; it cannot be given again). Exit 1 when a task
+asked for wrote no results (lmms-eval itself exits 0 then), 2 when the arguments or annotations
+are refused before lmms-eval starts. --config is refused: give --tasks and --output_path.
+
+our tasks (metrics computed by the training reward's parser, see README):
+{tasks}
+
+local data, per task (without ANNOTATIONS: lmms-eval's hub dataset, where there is one):
+  RLT_<TASK>_ANNOTATIONS  an annotation file in any format `openrlhf-video data` reads, or a data config
+  RLT_<TASK>_VIDEO_ROOT   where its relative video paths start (default: the file's folder)
+  RLT_<TASK>_FORMAT       its format (default: records for .jsonl, else the task's own)
+  <TASK>: {envs}
+  OPENRLHF_VIDEO_THINK=0  score answer-only models (no <think> block)
+
+example:
+  openrlhf-video eval --model qwen2_5_vl --model_args pretrained=CKPT,fps=2,min_pixels=3136,max_pixels=51744 \\
+      --tasks rlt_video --output_path runs/eval
+
+lmms-eval's own arguments follow.
+"""
 
 
 def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        ours = our_tasks()
+        tasks = "\n".join(f"  {name}" + (f" (group of {len(t['members'])})" if "members" in t else f" ({t['format']} data)")
+                          for name, t in sorted(ours.items()) if not name.startswith("rlt_mvbench_"))  # fmt: skip
+        envs = ", ".join(sorted({t["env"].removeprefix("RLT_") for t in ours.values() if "env" in t}))
+        print(HELP.format(tasks=tasks, envs=envs), flush=True)
+        return subprocess.call([sys.executable, "-c", LMMS_EVAL.format(""), "--help"])
     if any(arg == "--include_path" or arg.startswith("--include_path=") for arg in argv):
         print(
             "openrlhf-video eval: --include_path is set to our task folder already and lmms-eval "

@@ -86,3 +86,11 @@ def test_data_commands_name_what_is_wrong(synthetic_data, tmp_path):
     typo = tmp_path / "typo.yaml"
     typo.write_text(f"dataset:\n  - path: {records}\n")
     assert_refused(run_cli("data", "check", typo), "typo.yaml: unknown key 'dataset' (known: datasets, seed)")
+
+
+def test_eval_help_shows_ours_first_then_lmms_evals():
+    done = run_cli("eval", "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours, _, theirs = done.stdout.partition("lmms-eval's own arguments follow.")
+    assert ours.startswith("usage: openrlhf-video eval") and "rlt_nextgqa" in ours and "RLT_<TASK>_ANNOTATIONS" in ours
+    assert "usage: openrlhf-video eval [-h]" in theirs and "usage: -c" not in theirs and "--model_args" in theirs
