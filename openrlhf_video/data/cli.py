@@ -139,7 +139,11 @@ def main(argv: list[str]) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="write records JSONL from an annotation file or a data config")
+    p = sub.add_parser(
+        "convert",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="write records JSONL from an annotation file or a data config",
+    )
     p.add_argument("input", help="annotation file, or a .yaml data config")
     p.add_argument("--format", choices=list(FORMATS), help="the annotation layout (not for a config)")
     p.add_argument("--video-ext", default="mp4", help="video file extension for sources that name videos by id")
@@ -150,13 +154,21 @@ def main(argv: list[str]) -> int:
     p.add_argument("--skip-bad", type=int, default=0, help="skip (and count) up to N bad records instead of failing")
     p.set_defaults(run=convert)
 
-    p = sub.add_parser("check", help="check every record of a data config; exit 1 on any problem")
+    p = sub.add_parser(
+        "check",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="check every record of a data config; exit 1 on any problem",
+    )
     p.add_argument("config")
     p.add_argument("--show", type=int, default=20, help="how many problems to print")
     p.add_argument("--no-decode", action="store_true", help="check the annotations only, not the video files")
     p.set_defaults(run=check)
 
-    p = sub.add_parser("rows", help="write the prompt rows OpenRLHF reads (--data.prompt_dataset)")
+    p = sub.add_parser(
+        "rows",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="write the prompt rows OpenRLHF reads (--data.prompt_dataset)",
+    )
     p.add_argument("input", help="a .yaml data config, or a records JSONL (videos absolute or relative to here)")
     p.add_argument("--processor", required=True, help="model directory whose processor renders the prompts")
     p.add_argument("-o", "--output", required=True)
