@@ -88,7 +88,7 @@ def parse_span(text: str) -> tuple[float, float] | None:
 
 
 def _seconds(token: str) -> float:
-    """ "3.2", "01:05", "1:02:03.5", "-1" in seconds (inf for a number too large for a float)."""
+    """Seconds in a time token: "3.2", "01:05", "1:02:03.5", "-1" (inf past the float range)."""
     value = 0.0
     for part in token.lstrip("-").split(":"):
         value = value * 60 + float(part)
@@ -101,8 +101,9 @@ def temporal_iou(pred, truth) -> float:
     The official formula, on the spans as given: max(min(ends) - max(starts), 0) over
     max(ends) - min(starts) (lmms-eval 0.7.3 tasks/charades_sta/utils.py and tasks/timelens/utils.py
     `iou`; Temporal-R1 eval_tvg.py `iou`; NExT-GQA code/TempGQA/eval_ground.py `get_tIoU`). So a
-    reversed span overlaps nothing and scores 0. A union of zero length (both spans one and the same
-    point) is 0, as lmms-eval's `iou` returns; Temporal-R1's divides by zero there and raises.
+    reversed prediction overlaps no (ordered) truth and scores 0. A union of zero length (both spans
+    one and the same point) is 0, as lmms-eval's `iou` returns: Temporal-R1's divides by zero there,
+    and a reward must not raise.
     """
     if pred is None or truth is None:
         return 0.0
