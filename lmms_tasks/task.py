@@ -25,7 +25,7 @@ from loguru import logger as eval_logger
 from tenacity import RetryError
 
 from lmms_tasks import local_records
-from openrlhf_video.data import DataError, build_messages, label_json, with_duration
+from openrlhf_video.data import build_messages, label_json
 from reward_plugins import score
 from reward_plugins.protocol import think_from_env
 
@@ -76,16 +76,8 @@ class RltTask(ConfigurableMessagesTask):
         records = [r for r in records if r["task"] == meta["record_task"]]
         if not records:
             raise ValueError(f"{name}: no {wanted} in {annotations or self.config.dataset_path}")
-        for i, r in enumerate(records):
-            found = os.path.isfile(r["video"])
-            if found and r["span"] is not None and r["duration"] is None:  # Charades-STA, text or hub
-                # As in training (with_duration): the reward clamps predicted spans to the video's
-                # duration, so the metric reads it from the video too, or the two would disagree.
-                try:
-                    r = records[i] = with_duration(r, r["video"])
-                except DataError as e:
-                    eval_logger.warning(f"{name}: {e}; this doc is scored without a duration")
-            r["video_found"] = found
+        for r in records:
+            r["video_found"] = os.path.isfile(r["video"])
         missing = [r["video"] for r in records if not r["video_found"]]
         if missing:
             eval_logger.warning(

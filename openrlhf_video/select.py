@@ -39,7 +39,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from openrlhf_video.data import DataError, Skips, label_json, load_config, render_prompt, with_duration
+from openrlhf_video.data import DataError, Skips, label_json, load_config, render_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -428,12 +428,7 @@ def select(args) -> int:
         raise DataError(f"--budget {args.budget}: a number of records, at least 0")
     thresholds = parse_thresholds(args.std_threshold)
     skips = Skips(args.skip_bad)
-    records = []
-    for record in tqdm(load_config(args.data, skips=skips), desc="records", disable=None):
-        try:  # the duration training will score with (VideoPromptDataset reads it the same way)
-            records.append(with_duration(record, record["video"]))
-        except DataError as e:
-            skips(e)
+    records = load_config(args.data, skips=skips)
     if not args.rollouts:  # found before any model loads, not as one warning among vLLM's
         records = without_missing_videos(records, args, skips)
     seen = Counter(r["id"] for r in records)

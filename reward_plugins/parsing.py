@@ -62,13 +62,13 @@ _SPAN_KEY = re.compile(
 )
 
 
-def parse_span(text: str, duration: float | None = None) -> tuple[float, float] | None:
+def parse_span(text: str) -> tuple[float, float] | None:
     """The (start, end) span in seconds that `text` states, or None.
 
     Reads JSON keys (start_time/end_time), pairs like `[3.2, 5.1]`, `3.2 - 5.1`, `3.2s to 5.1s`,
     `from 3.2 to 5.1 seconds`, `between 3.2 and 5.1`, and mm:ss / hh:mm:ss times. A start and an
-    end named as such win (the first of each), else the first pair. Reversed spans are swapped;
-    with a positive duration the span is clamped to [0, duration].
+    end named as such win (the first of each), else the first pair. The span is returned as stated,
+    neither reordered nor clamped to the video: every official metric scores it so (temporal_iou).
     """
     text = text.translate(_MARKDOWN)
     keyed = {}
@@ -81,30 +81,37 @@ def parse_span(text: str, duration: float | None = None) -> tuple[float, float] 
         if pair is None:
             return None
         tokens = pair.groups()
-    seconds = []
-    for token in tokens:  # "3.2", "01:05", "1:02:03.5", "-1"
-        value = 0.0
-        for part in token.lstrip("-").split(":"):
-            value = value * 60 + float(part)
-        seconds.append(-value if token.startswith("-") else value)
-    start, end = sorted(seconds)
+    start, end = map(_seconds, tokens)
     if not (math.isfinite(start) and math.isfinite(end)):
         return None
-    if isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0:
-        start, end = (min(max(t, 0.0), float(duration)) for t in (start, end))
     return (start, end)
 
 
-def temporal_iou(a, b) -> float:
-    """Intersection over union of two (start, end) spans, in [0, 1]; 0 when either is missing."""
-    if a is None or b is None:
+def _seconds(token: str) -> float:
+    """Seconds in a time token: "3.2", "01:05", "1:02:03.5", "-1" (inf past the float range)."""
+    value = 0.0
+    for part in token.lstrip("-").split(":"):
+        value = value * 60 + float(part)
+    return -value if token.startswith("-") else value
+
+
+def temporal_iou(pred, truth) -> float:
+    """IoU of a predicted (start, end) span with a true one, in [0, 1]; 0 when either is missing.
+
+    The official formula, on the spans as given: max(min(ends) - max(starts), 0) over
+    max(ends) - min(starts) (lmms-eval 0.7.3 tasks/charades_sta/utils.py and tasks/timelens/utils.py
+    `iou`; Temporal-R1 eval_tvg.py `iou`; NExT-GQA code/TempGQA/eval_ground.py `get_tIoU`). So a
+    reversed prediction overlaps no (ordered) truth and scores 0. A union of zero length (both spans
+    one and the same point) is 0, as lmms-eval's `iou` returns: Temporal-R1's divides by zero there,
+    and a reward must not raise.
+    """
+    if pred is None or truth is None:
         return 0.0
-    (s1, e1), (s2, e2) = sorted(a), sorted(b)
-    inter = min(e1, e2) - max(s1, s2)
-    union = (e1 - s1) + (e2 - s2) - max(inter, 0.0)
-    if not union > 0:  # two zero-length spans (or NaN): only identical points overlap
-        return float(s1 == s2 and e1 == e2)
-    return min(max(inter / union, 0.0), 1.0)
+    (start, end), (truth_start, truth_end) = pred, truth
+    union = max(end, truth_end) - min(start, truth_start)
+    inter = min(end, truth_end) - max(start, truth_start)
+    iou = max(inter, 0.0) / union if union > 0 else 0.0
+    return iou if math.isfinite(iou) else 0.0  # spans near the float limit: inf / inf
 
 
 _ANSWER_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+|correct\s+)?answer\s*(?:is\b|:)", re.I)

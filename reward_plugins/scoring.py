@@ -34,18 +34,31 @@ LABEL_FIELDS = ("task", "answer", "options", "span", "duration")
 
 
 def record_label(record: dict) -> dict:
-    """A record's label (DESIGN.md): its task, answer, options, span and duration. A record's span
-    is in the whole video's seconds, but the model only sees its clip, on a time axis that starts
-    at the clip's start (VideoFrames.metadata; qwen-vl-utils alike in eval), so with a clip the span
-    and duration are given on that axis: the answer the model can give. ValueError for a bad clip."""
+    """A record's label (DESIGN.md): its task, answer, options, span and duration, plus its
+    `segments` when it has them (NExT-GQA: each true segment, scored by the best one). A record's
+    times are in the whole video's seconds, but the model only sees its clip, on a time axis that
+    starts at the clip's start (VideoFrames.metadata; qwen-vl-utils alike in eval), so with a clip
+    the span, segments and duration are given on that axis: the answer the model can give.
+    ValueError for a bad clip."""
     label = {key: record.get(key) for key in LABEL_FIELDS}
-    clip, span = record.get("clip"), label["span"]
-    if clip and span is not None:
+    if record.get("segments"):
+        label["segments"] = record["segments"]
+    clip = record.get("clip")
+    if clip and label["span"] is not None:
         if not (isinstance(clip, (list, tuple)) and len(clip) == 2 and all(map(_is_number, clip))):
             raise ValueError(f"record field 'clip' must be [start_s, end_s] or null, got {clip!r}")
-        if isinstance(span, (list, tuple)) and len(span) == 2 and all(map(_is_number, span)):
-            label.update(span=[span[0] - clip[0], span[1] - clip[0]], duration=clip[1] - clip[0])
+        label["duration"] = clip[1] - clip[0]
+        label["span"] = _shifted(label["span"], clip[0])
+        if "segments" in label:
+            label["segments"] = [_shifted(segment, clip[0]) for segment in label["segments"]]
     return label
+
+
+def _shifted(interval, offset: float):
+    """[start, end] moved `offset` seconds earlier; anything else unchanged, for parse_label to name."""
+    if isinstance(interval, (list, tuple)) and len(interval) == 2 and all(map(_is_number, interval)):
+        return [interval[0] - offset, interval[1] - offset]
+    return interval
 
 
 def parse_label(label) -> dict:
@@ -70,12 +83,15 @@ def parse_label(label) -> dict:
     if duration is not None and not (_is_number(duration) and duration > 0):
         raise ValueError(f"label field 'duration' must be a positive number or null, got {duration!r}")
 
-    span = None
+    span = segments = None
     if task in ("tvg", "gqa"):
-        span = label.get("span")
-        if not (isinstance(span, (list, tuple)) and len(span) == 2 and all(map(_is_number, span))):
-            raise ValueError(f"label field 'span' must be [start_s, end_s] for task {task!r}, got {span!r}")
-        span = tuple(sorted(float(t) for t in span))
+        span = _true_span(label.get("span"), f"'span' for task {task!r}")
+        given = label.get("segments")
+        if given is not None and not (isinstance(given, list) and given):
+            raise ValueError(
+                f"label field 'segments' must be a non-empty list of [start_s, end_s] or absent, got {given!r}"
+            )
+        segments = tuple(_true_span(s, "'segments'") for s in given) if given else (span,)
 
     answer = None
     if task != "tvg":
@@ -92,7 +108,25 @@ def parse_label(label) -> dict:
             answer = normalize_answer(str(answer))
             if not answer:  # "a", "the", "?": nothing is left to match a reply against
                 raise ValueError(f"label field 'answer' {label['answer']!r} is empty once normalised")
-    return {"task": task, "answer": answer, "options": options, "span": span, "duration": duration}
+    return {
+        "task": task,
+        "answer": answer,
+        "options": options,
+        "span": span,
+        "segments": segments,
+        "duration": duration,
+    }
+
+
+def _true_span(value, field: str) -> tuple[float, float]:
+    """A ground-truth span as the annotation gives it: not reordered or clamped, as the official
+    metrics use it (a start of -0.1 s is data); one that does not start before it ends is an error."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value))):
+        raise ValueError(f"label field {field} must be [start_s, end_s], got {value!r}")
+    start, end = float(value[0]), float(value[1])
+    if not start < end:
+        raise ValueError(f"label field {field} must start before it ends, got {value!r}")
+    return (start, end)
 
 
 def _is_number(value) -> bool:
@@ -100,6 +134,13 @@ def _is_number(value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     except OverflowError:  # a JSON integer too large for a float
         return False
+
+
+def best_iou(span, segments) -> float:
+    """The span's IoU with its best-matching true segment (NExT-GQA code/TempGQA/eval_ground.py
+    `eval_ground`: the best over a question's segments; one segment is the plain IoU). The reward
+    and every grounding metric take this one value, so they cannot disagree on an answer."""
+    return max(temporal_iou(span, segment) for segment in segments)
 
 
 def score(response: str, label: dict | str, *, think: bool = True, **weights) -> dict:
@@ -126,14 +167,14 @@ def score(response: str, label: dict | str, *, think: bool = True, **weights) ->
     text = answer_region(response)
     result = {"format": has_format(response, think)}
     if task == "tvg":
-        parsed = parse_span(text, label["duration"])
-        result["iou"] = temporal_iou(parsed, label["span"])
+        parsed = parse_span(text)
+        result["iou"] = best_iou(parsed, label["segments"])
     elif task == "gqa":
         choice = parse_choice(text, label["options"])
-        span = parse_span(text, label["duration"])
+        span = parse_span(text)
         parsed = {"choice": choice, "span": span} if choice or span else None
         result["accuracy"] = float(choice == label["answer"])
-        result["iou"] = temporal_iou(span, label["span"])
+        result["iou"] = best_iou(span, label["segments"])
     elif task == "mcq":
         parsed = parse_choice(text, label["options"])
         result["accuracy"] = float(parsed == label["answer"])

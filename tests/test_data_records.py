@@ -77,7 +77,7 @@ def test_caption_json_layouts(tmp_path, fmt):
     first, second = read_records(src, fmt)
     assert first["id"] == f"{fmt}/v_QOlSCBRmfWY#0" and first["question"] == "A young woman is seen standing."
     assert first["span"] == [0.83, 19.86] and first["duration"] == 82.73 and first["video"] == "v_QOlSCBRmfWY.mp4"
-    assert second["span"] == [17.37, 82.73]  # 0.47 s past the end: clamped, as the slack allows
+    assert second["span"] == [17.37, 83.2]  # 0.47 s past the end: kept as annotated, as the slack allows
 
 
 def test_nextgqa_options_answer_and_grounding(tmp_path):
@@ -255,9 +255,15 @@ def test_a_file_in_another_layout_or_unreadable_names_the_file(tmp_path):
         read_records(tmp_path)
 
 
-def test_validate_fills_every_key_and_clamps_small_overshoot():
+def test_validate_fills_every_key_and_keeps_true_spans_as_annotated():
     rec = validate_record({**GOOD, "span": ["1.5", 10.4]})
-    assert rec["span"] == [1.5, 10.0] and rec["options"] is None and rec["clip"] is None
+    assert rec["span"] == [1.5, 10.4] and rec["options"] is None and rec["clip"] is None  # not clamped
+    # NExT-GQA's test split starts 36 segments at -0.1 or -0.2 s: data, kept; far outside is an error.
+    assert validate_record({**GOOD, "span": [-0.2, 3]})["span"] == [-0.2, 3.0]
+    with pytest.raises(DataError, match="where: span: \\[-5.0, 3.0\\] starts before the video"):
+        validate_record({**GOOD, "span": [-5, 3]}, "where")
+    with pytest.raises(DataError, match="where: clip: starts before the video"):
+        validate_record({**GOOD, "clip": [-0.2, 3]}, "where")
     with pytest.raises(DataError, match="span: .* is outside the clip"):
         validate_record({**GOOD, "clip": [3, 8]})
 

@@ -239,13 +239,14 @@ def test_a_hub_dataset_that_cannot_load_says_how_to_use_local_files(monkeypatch)
         manager.load_task_or_group(["rlt_charades_sta"])
 
 
-def test_a_doc_without_duration_is_scored_as_training_scores_it(monkeypatch, tmp_path):
-    """Charades-STA's text release has no durations. Training reads the duration from the video
-    (with_duration) and the reward clamps spans to it; the eval doc must carry the same one."""
+def test_a_doc_is_scored_as_training_scores_it_on_the_annotation_as_given(monkeypatch, tmp_path):
+    """Charades-STA's text release has no durations, and its ends may pass the video's: the doc keeps
+    the annotation as given (no duration read, no clamp), as the training label does, and a span
+    past the video's end is scored as stated."""
     from lmms_eval.tasks import TaskManager
 
     from lmms_tasks.task import score_doc
-    from openrlhf_video.data import label_json, with_duration
+    from openrlhf_video.data import label_json
     from openrlhf_video.synthetic import make_video
     from reward_plugins import score
 
@@ -255,8 +256,8 @@ def test_a_doc_without_duration_is_scored_as_training_scores_it(monkeypatch, tmp
     manager = TaskManager(include_path=str(evaluate.lmms_tasks.TASKS_DIR), include_defaults=False)
     task = manager.load_task_or_group(["rlt_charades_sta"])["rlt_charades_sta"]
     [doc] = task.dataset["test"]
-    assert doc["duration"] == pytest.approx(8.0) and doc["span"] == [5.0, 8.0]
+    assert doc["duration"] is None and doc["span"] == [5.0, 8.4]
 
     response = '<think>t</think><answer>{"start_time": 5.0, "end_time": 12.0}</answer>'
-    record = with_duration({k: v for k, v in doc.items() if k != "video_found"} | {"duration": None}, doc["video"])
-    assert score_doc(doc, [response])["iou"] == score(response, label_json(record))["iou"] == 1.0
+    record = {k: v for k, v in doc.items() if k != "video_found"}
+    assert score_doc(doc, [response])["iou"] == score(response, label_json(record))["iou"] == pytest.approx(3.4 / 7)

@@ -90,12 +90,15 @@ def test_nextgqa_metrics_by_hand():
 
 def test_nextgqa_several_segments_score_by_the_best_one():
     # Truth segments [2, 4] and [8, 10] (span [2, 10]); prediction [8, 10]: NExT-GQA's IoU and IoP
-    # are 1 (best segment), while the reward's IoU against the covering span is 2/8.
+    # are 1 (best segment), and so is the reward's IoU (the label carries the segments).
     doc = dict(GQA, span=[2.0, 10.0], segments=[[2.0, 4.0], [8.0, 10.0]])
     response = '<answer>{"choice": "B", "start_time": 8, "end_time": 10}</answer>'
     got = nextgqa.process_results(doc, [response])
     assert got["mIoU"] == 100.0 and got["mIoP"] == 100.0 and got["Acc@GQA"] == 100.0
-    assert score(response, label_json(doc), think=False)["iou"] == 0.25
+    assert score(response, label_json(doc), think=False)["iou"] == 1.0
+    # A short span inside one segment: IoP 1 (grounded), IoU 0.5 / 2 s.
+    got = nextgqa.process_results(doc, ['<answer>{"choice": "B", "start_time": 3, "end_time": 3.5}</answer>'])
+    assert (got["mIoP"], got["mIoU"], got["Acc@GQA"]) == pytest.approx((100.0, 25.0, 100.0))
 
 
 def test_nextgqa_with_a_clip_scores_on_the_clip_axis_like_the_reward():
@@ -114,6 +117,8 @@ def test_intersection_over_prediction():
     # NExT-GQA's rule for a point prediction: 1 inside the truth, else 0.
     assert nextgqa.intersection_over_prediction((3.0, 3.0), (2.0, 6.0)) == 1.0
     assert nextgqa.intersection_over_prediction((6.5, 6.5), (2.0, 6.0)) == 0.0
+    assert nextgqa.intersection_over_prediction((6.0, 6.0), (2.0, 6.0)) == 1.0  # bounds included
+    assert nextgqa.intersection_over_prediction((5.0, 3.0), (2.0, 6.0)) == 0.0  # reversed
     assert nextgqa.intersection_over_prediction(None, (2.0, 6.0)) == 0.0
 
 

@@ -170,18 +170,14 @@ def test_rollouts_mode_writes_every_output_and_reselects_without_rollouts(tmp_pa
     assert "kept 1 of 8" in capsys.readouterr().out
 
 
-def test_a_record_without_a_duration_is_scored_with_its_videos_as_in_training(tmp_path, synthetic_data):
-    """Charades-STA's text release has no durations: the reward clamps predicted spans to the one
-    read from the video (VideoPromptDataset), so selection must use the same."""
-    from openrlhf_video.data.frames import video_info
-
-    video = synthetic_data / "videos" / "clip_000.mp4"
-    seconds = video_info(video)["duration"]
-    record = _record("no_duration", "tvg", video=str(video), span=[1.0, 3.0], duration=None)
-    data, rollouts = _write_inputs(tmp_path, [record], {"no_duration": [_span(1.0, seconds + 30), _span(1.0, 3.0)]})
+def test_spans_are_scored_as_stated_as_in_training(tmp_path):
+    """Selection scores with the training reward: a span past the video's end is not clamped and a
+    reversed one scores 0 (the official IoU), with or without a duration in the record."""
+    record = _record("as_stated", "tvg", span=[1.0, 3.0], duration=None)
+    data, rollouts = _write_inputs(tmp_path, [record], {"as_stated": [_span(1.0, 31.0), _span(3.0, 1.0)]})
     assert select.main(["--data", str(data), "--rollouts", str(rollouts), "--out", str(tmp_path / "out")]) == 0
     stats = json.loads((tmp_path / "out" / "stats.jsonl").read_text())
-    assert stats["iou_mean"] == pytest.approx((2 / (seconds - 1) + 1) / 2)  # [1, end of video] vs [1, 3]
+    assert stats["iou_mean"] == pytest.approx((2 / 30 + 0) / 2)
 
 
 def test_a_negative_budget_is_refused(tmp_path, capsys):  # a slice [:-1] would keep all records but one

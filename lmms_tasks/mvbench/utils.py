@@ -1,7 +1,12 @@
-"""MVBench (rlt_mvbench): accuracy from the reward's option parser.
+"""MVBench (rlt_mvbench): accuracy, as MVBench defines it.
 
-An answer the parser does not understand is wrong and stays in the denominator (lmms-eval's
-built-in task drops empty answers from it, and reads the article "a" as option A).
+Reference: MVBench's own evaluation (OpenGVLab/Ask-Anything video_chat2/mvbench.ipynb, `check_ans`
+and its loop): per subtask, right answers over all questions; overall, right answers over all
+questions of all subtasks (the group's size-weighted mean). The option is the reward's parser's
+(`reward_plugins.score`, the same accuracy training is rewarded with). An answer it does not
+understand is wrong and stays in the denominator; lmms-eval 0.7.3's built-in task
+(tasks/mvbench/utils.py `mvbench_aggregate_results`) leaves empty answers out of it and reads the
+article "a" as option A.
 """
 
 from datasets import Dataset

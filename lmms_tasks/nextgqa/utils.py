@@ -1,32 +1,38 @@
-"""NExT-GQA (rlt_nextgqa): grounded multiple-choice QA, metrics as NExT-GQA's eval_ground.py.
+"""NExT-GQA (rlt_nextgqa): grounded multiple-choice QA, each metric as NExT-GQA defines it.
 
-Acc@QA: right option. IoU / IoP: the predicted span against the truth, IoP being intersection
-over the prediction's own length (a point prediction scores 1 inside the truth). Acc@GQA: right
-option and IoP >= 0.5. A question with several ground-truth segments (the record's `segments`)
-is scored, like eval_ground.py does, by its best segment for IoU and for IoP separately; the
-reward scores the one span covering them. Option, span parser and IoU are the reward's own.
+Reference: NExT-GQA code/TempGQA/eval_ground.py, `get_tIoU` (IoU and IoP of one segment) and
+`eval_ground` (per question the best IoU and the best IoP over its true segments, separately;
+thresholds with >=; Acc@GQA = right option and IoP >= 0.5; the truth as annotated). Acc@QA is the
+right option. IoU and the option are the reward's own (`reward_plugins.score`: the best segment's
+IoU, the parsed letter), so the metric and the reward agree answer by answer. An answer without a
+parsable option or span scores 0 there and stays in the denominator: eval_ground assumes every
+question has a prediction.
 """
 
 from lmms_tasks.task import score_doc, shared_metrics
-from reward_plugins import record_label, temporal_iou
+from reward_plugins import parse_label, record_label
 
 
 def intersection_over_prediction(pred, truth) -> float:
+    """The share of the predicted span inside the true one, as `get_tIoU`'s IoP: a point prediction
+    scores 1 inside the truth (bounds included), else 0; a reversed one 0; otherwise the
+    intersection (at least 0) over the prediction's own length. 0 for no prediction."""
     if pred is None:
         return 0.0
     (start, end), (truth_start, truth_end) = pred, truth
     if start == end:
         return float(truth_start <= start <= truth_end)
+    if not end > start:
+        return 0.0
     return max(0.0, min(end, truth_end) - max(start, truth_start)) / (end - start)
 
 
 def process_results(doc, results):
     scored = score_doc(doc, results)
-    correct, predicted = scored.get("accuracy", 0.0), (scored["parsed"] or {}).get("span")
-    # With a clip the model answers on the clip's time axis, and the parsed span is on it: each
-    # truth moves there by the reward's own rule (record_label), as the span does for the reward.
-    truths = [record_label({**doc, "span": truth})["span"] for truth in doc.get("segments") or [doc["span"]]]
-    iou = max(temporal_iou(predicted, truth) for truth in truths) if predicted is not None else 0.0
+    correct, iou = scored.get("accuracy", 0.0), scored.get("iou", 0.0)
+    predicted = (scored["parsed"] or {}).get("span")
+    # The truths as the reward scored them: with a clip, on the clip's time axis (record_label).
+    truths = parse_label(record_label(doc))["segments"]
     iop = max(intersection_over_prediction(predicted, truth) for truth in truths)
     return {
         "Acc@QA": 100.0 * correct,

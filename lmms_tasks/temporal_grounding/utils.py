@@ -1,7 +1,15 @@
-"""Temporal grounding (rlt_charades_sta, rlt_activitynet_tvg): per-query IoU from the reward.
+"""Temporal grounding (rlt_charades_sta, rlt_activitynet_tvg): per-query IoU, each metric as the
+official code defines it.
 
-Each query is one doc and one row of every metric, duplicates included (lmms-eval's built-in
-tasks key results by video+caption+timestamp and so collapse them). IoU is the reward's `iou`.
+References: rlt_charades_sta, lmms-eval 0.7.3 tasks/charades_sta/utils.py `iou` and
+`_temporal_grounding_compute_metrics` (Temporal-R1's lmms_eval/tasks/charades_sta/eval_tvg.py
+`iou` and its __main__ alike); rlt_activitynet_tvg, lmms-eval 0.7.3 tasks/timelens/utils.py `iou`
+and `_timelens_compute_metrics`. mIoU is the mean IoU of the span as the answer states it (a
+reversed span 0, no clamping), R@t the share with IoU >= t, all in percent. The IoU is the
+reward's `iou`, so the metric and the reward agree answer by answer. An answer without a parsable
+span scores 0 and stays in the denominator, as in both references. Each query is one doc and one
+row of every metric, duplicates included (the built-in tasks key results by
+video+caption+timestamp and so collapse them).
 """
 
 import ast

@@ -4,7 +4,7 @@
 its own module: `from openrlhf_video.data.frames import load_frames, VideoFrames`.
 """
 
-from openrlhf_video.data.prompts import VideoPromptDataset, build_messages, label_json, render_prompt, with_duration
+from openrlhf_video.data.prompts import VideoPromptDataset, build_messages, label_json, render_prompt
 from openrlhf_video.data.records import (
     FORMATS,
     TASKS,
@@ -27,5 +27,4 @@ __all__ = [
     "read_records",
     "render_prompt",
     "validate_record",
-    "with_duration",
 ]

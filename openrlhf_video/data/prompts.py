@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from openrlhf_video.data.records import DataError, Skips, validate_record, write_jsonl
+from openrlhf_video.data.records import DataError, Skips, write_jsonl
 from reward_plugins.scoring import record_label
 
 # Temporal-R1's R1 system prompt (its training scripts). Its last sentence there, "Output the
@@ -63,25 +63,13 @@ def label_json(record: dict) -> str:
     return json.dumps(record_label(record))
 
 
-def with_duration(record: dict, video_path) -> dict:
-    """The record, with the duration read from its video when the annotation has none (Charades-STA's
-    text release) and its spans checked against it, as `data check` does. The reward clamps
-    predicted spans to the duration, so training and selection must score with the same one."""
-    if record.get("duration") is not None:
-        return record
-    from openrlhf_video.data.frames import video_info  # the decoding stack, only when needed
-
-    return validate_record({**record, "duration": video_info(video_path)["duration"]}, record["id"])
-
-
 class VideoPromptDataset:
     """Records -> rows for OpenRLHF's PromptDataset: `prompt` (rendered), `video` ({"path", "clip"};
     pass `--data.image_key video` and our AgentExecutor loads the frames), `label` (JSON),
     `datasource` (the record's source) and `id`. Use with `--data.input_key prompt
     --data.label_key label` and without `--data.apply_chat_template` (prompts are rendered here).
 
-    Each video must exist, and a missing duration is read from the file, because the reward
-    clamps spans to it. A problem raises DataError, or with `skips` is a counted, logged skip.
+    Each video must exist: a missing one raises DataError, or with `skips` is a counted, logged skip.
     """
 
     def __init__(
@@ -92,12 +80,8 @@ class VideoPromptDataset:
         for record in tqdm(records, desc="prompts", disable=len(records) < 1000):
             # Absolute: Ray workers run where `ray start` ran, not where the rows were written.
             path = (Path(video_root, record["video"]) if video_root else Path(record["video"])).absolute()
-            try:
-                if not path.is_file():
-                    raise DataError(f"{record['id']}: video file not found: {path}")
-                record = with_duration(record, path)
-            except DataError as e:
-                skips(e)
+            if not path.is_file():
+                skips(DataError(f"{record['id']}: video file not found: {path}"))
                 continue
             self.rows.append({
                 "prompt": render_prompt(processor, record, think=think),

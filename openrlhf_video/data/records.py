@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 
 TASKS = ("tvg", "mcq", "gqa", "oeqa")
 RECORD_KEYS = ("id", "task", "video", "question", "options", "answer", "span", "duration", "clip", "source")
-# Annotated ends a little past the real video end are common (Charades-STA, ActivityNet
-# Captions); up to this much we clamp to the duration, beyond it the span is an error.
+# Annotated times a little outside the video are common (Charades-STA and ActivityNet Captions
+# ends, NExT-GQA test starts at -0.2 s): up to this much a ground truth is kept as annotated, as
+# the official metrics score it; beyond it, it is an error (wrong units, or the wrong video).
 SPAN_SLACK_S = 1.0
 
 
@@ -178,8 +179,8 @@ def _activitynet(path: Path, *, video_ext: str, **_):
 def _nextgqa(path: Path, *, video_ext: str, **_):
     # NExT-GQA: {split}.csv (question, text answer, a0..a4) with gsub_{split}.json (duration and
     # spans per qid) beside it, and map_vid_vidorID.json (video id -> relative path) if present.
-    # A question may have several grounding spans: `span` (what the reward scores) covers them all,
-    # and `segments` keeps each one, because NExT-GQA's metrics take the best-matching segment.
+    # A question may have several grounding spans: `span` covers them all, and `segments` keeps each
+    # one, because NExT-GQA's metrics, and so the reward, take the best-matching segment.
     spans_path = path.with_name(f"gsub_{path.stem}.json")
     if not spans_path.exists():
         raise DataError(f"{path}: NExT-GQA needs its grounding file {spans_path.name} beside it")
@@ -262,17 +263,40 @@ def _seconds(value, field: str, where: str) -> float:
     return number
 
 
-def _interval(value, field: str, where: str, duration: float | None) -> list[float]:
+def _interval(value, field: str, where: str) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise DataError(f"{where}: {field}: expected [start, end] in seconds, got {value!r}")
     start, end = (_seconds(v, field, where) for v in value)
-    if not 0 <= start < end:
-        raise DataError(f"{where}: {field}: need 0 <= start < end, got [{start}, {end}]")
+    if not start < end:
+        raise DataError(f"{where}: {field}: need start < end, got [{start}, {end}]")
+    return [start, end]
+
+
+def _clip(value, where: str, duration: float | None) -> list[float]:
+    # The part of the video the model is shown: it must lie in the video, its end cut to the video's.
+    start, end = _interval(value, "clip", where)
+    if start < 0:
+        raise DataError(f"{where}: clip: starts before the video, at {start}")
     if duration is not None:
-        if end > duration + SPAN_SLACK_S or start >= duration:
-            raise DataError(f"{where}: {field}: [{start}, {end}] is past the end of the video ({duration} s)")
+        _inside_video([start, end], "clip", where, duration)
         end = min(end, duration)
     return [start, end]
+
+
+def _ground_truth(value, field: str, where: str, duration: float | None) -> list[float]:
+    # A true span or segment, as annotated: never reordered or clamped (SPAN_SLACK_S).
+    start, end = _interval(value, field, where)
+    if start < -SPAN_SLACK_S:
+        raise DataError(f"{where}: {field}: [{start}, {end}] starts before the video")
+    if duration is not None:
+        _inside_video([start, end], field, where, duration)
+    return [start, end]
+
+
+def _inside_video(interval: list[float], field: str, where: str, duration: float) -> None:
+    start, end = interval
+    if end > duration + SPAN_SLACK_S or start >= duration:
+        raise DataError(f"{where}: {field}: [{start}, {end}] is past the end of the video ({duration} s)")
 
 
 def validate_record(record: dict, where: str = "record") -> dict:
@@ -294,18 +318,18 @@ def validate_record(record: dict, where: str = "record") -> dict:
         if rec["duration"] <= 0:
             raise DataError(f"{where}: duration: must be positive, got {rec['duration']}")
     if rec["clip"] is not None:
-        rec["clip"] = _interval(rec["clip"], "clip", where, rec["duration"])
+        rec["clip"] = _clip(rec["clip"], where, rec["duration"])
     if task in ("tvg", "gqa") and rec["span"] is None:
         raise DataError(f"{where}: span: a {task} record needs a span")
     if rec["span"] is not None:
-        rec["span"] = _interval(rec["span"], "span", where, rec["duration"])
+        rec["span"] = _ground_truth(rec["span"], "span", where, rec["duration"])
         if rec["clip"] and not rec["clip"][0] <= rec["span"][0] < rec["span"][1] <= rec["clip"][1]:
             raise DataError(f"{where}: span: {rec['span']} is outside the clip {rec['clip']}")
     if record.get("segments") is not None:  # optional: every ground-truth segment (NExT-GQA)
         segments = record["segments"]
         if not isinstance(segments, list) or not segments or rec["span"] is None:
             raise DataError(f"{where}: segments: expected a non-empty list of [start, end] beside a span")
-        rec["segments"] = [_interval(seg, "segments", where, rec["duration"]) for seg in segments]
+        rec["segments"] = [_ground_truth(seg, "segments", where, rec["duration"]) for seg in segments]
         if not all(rec["span"][0] <= a < b <= rec["span"][1] for a, b in rec["segments"]):
             raise DataError(f"{where}: segments: {rec['segments']} are not all inside the span {rec['span']}")
 
