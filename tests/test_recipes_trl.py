@@ -147,3 +147,12 @@ def test_trl_grpo_trainer_logs_the_rewards_score_gives(policy, tmp_path, label_c
     for step, mean in means.items():
         assert history[step]["rewards/trl_reward_func/mean"] == pytest.approx(mean)
         assert history[step]["reward_plugins/format"] == pytest.approx(logged[logged.step == step]["format"].mean())
+
+
+def test_trl_reward_func_reads_think_none_as_the_default():
+    """A `think` column with a null (datasets fills a row's missing key with None) means think mode."""
+    from reward_plugins.adapters import trl_reward_func
+
+    label = json.dumps(record_label(RECORDS[1]))
+    rewards = trl_reward_func(["p"] * 3, ["<answer>B</answer>"] * 3, think=[None, False, True], label=[label] * 3)
+    assert rewards == [0.5, 1.0, 0.5]

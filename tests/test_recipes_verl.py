@@ -121,3 +121,14 @@ def test_verl_reward_loop_stacks_the_scores_and_components_of_score(tmp_path, ti
             {"score": result["reward"], **{name: float(result.get(name, 0.0)) for name in COMPONENTS}}
             for result in expected
         ]
+
+
+def test_compute_score_reads_think_none_as_the_default():
+    """What the parquet above hands the adapter for a row without `think` (it failed before: None
+    selected the no-think format)."""
+    from reward_plugins.adapters import compute_score
+
+    label = record_label(CASES[3][0])
+    response = CASES[3][2][1]  # an answer with no think part
+    assert compute_score("nextgqa", response, label, extra_info={"index": 3, "think": None})["format"] == 0.0
+    assert compute_score("nextgqa", response, label, extra_info={"index": 3, "think": False})["format"] == 1.0
