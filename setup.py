@@ -25,6 +25,9 @@ setup(
             "psutil",
             "ruff==0.17.6",
         ],  # pytest.ini runs -n 2
+        # The other RL frameworks reward_plugins.adapters serves (tests/test_recipes_*.py, examples/).
+        # Not with [train]: verl 0.9.1 pins transformers<5.11, OpenRLHF 0.11.2 ==5.15.0.
+        "recipes": ["trl==1.16.0", "verl==0.9.1"],
     },
     entry_points={"console_scripts": ["openrlhf-video=openrlhf_video.cli:main"]},
 )

@@ -68,4 +68,5 @@ cp "$here"/cpu_only_shims/* "$site/"
 # The project itself, editable, pointing at this clone (no dependencies: the lock has them).
 "$uv" pip install -q --python "$py" --no-deps --no-build-isolation -e "$repo"
 echo "$key" > "$stamp"
+bash "$here/verl_env.sh" "$uv" "$relock"  # [recipes]: verl in a venv of its own, .venv-verl
 log "ready: $venv"
