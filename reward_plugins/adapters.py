@@ -8,7 +8,7 @@ Both are tested against the frameworks themselves (tests/test_recipes_*.py; exam
 script and a verl launch). `score()` computes every number; these only unpack the arguments.
 """
 
-from reward_plugins.scoring import COMPONENTS, LABEL_FIELDS, logger, record_label, score
+from reward_plugins.scoring import COMPONENTS, LABEL_FIELDS, record_label, score, warn_unusable_label
 
 
 def _think(value) -> bool:
@@ -43,7 +43,7 @@ def trl_reward_func(prompts, completions, think=True, log_extra=None, log_metric
             try:
                 label = record_label({name: kwargs[name][index] for name in (*LABEL_FIELDS, "clip") if name in kwargs})
             except ValueError as error:  # a reward never raises into the trainer: logged as score logs it
-                logger.warning("reward 0 for an unusable label: %s", error)
+                warn_unusable_label(error)
                 results.append({"reward": 0.0})
                 continue
         if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]

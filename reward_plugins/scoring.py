@@ -5,6 +5,7 @@ entry, plus the format reward. The total is a weighted sum whose defaults per ta
 PRESETS; keyword weights override them.
 """
 
+import itertools
 import json
 import logging
 import math
@@ -19,6 +20,16 @@ from reward_plugins.parsing import (
 )
 
 logger = logging.getLogger("reward_plugins")
+_unusable_labels = itertools.count(1)  # next() is atomic: reward threads share it
+
+
+def warn_unusable_label(error) -> None:
+    """A warning per unusable label would flood a long run's log (one per sample scored): the
+    first five are shown, then every 1000th, each with the running count."""
+    count = next(_unusable_labels)
+    if count <= 5 or count % 1000 == 0:
+        more = "; only every 1000th is shown from here" if count == 5 else ""
+        logger.warning("reward 0 for an unusable label (%d so far%s): %s", count, more, error)
 
 # Default weights per task; each preset sums to 1 so every total reward lies in [0, 1].
 # tvg is Temporal-R1's grounding reward 0.5 * IoU + 0.5 * format; the answer tasks mirror it
@@ -160,7 +171,7 @@ def score(response: str, label: dict | str, *, think: bool = True, **weights) ->
     try:
         label = parse_label(label)
     except ValueError as error:
-        logger.warning("reward 0 for an unusable label: %s", error)
+        warn_unusable_label(error)
         return {"reward": 0.0, "format": 0, "parsed": None, "error": str(error)}
 
     task = label["task"]

@@ -1,6 +1,7 @@
 """`score` per task, presets and weights, the adapters for verl and TRL, and property tests that
 no string or label makes any reward raise or return a non-finite value."""
 
+import itertools
 import json
 import math
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reward_plugins import PRESETS, score
+from reward_plugins import PRESETS, score, scoring
 from reward_plugins.adapters import compute_score, trl_reward_func
 from reward_plugins.protocol import parse_weights, response_from_query, score_batch
 
@@ -125,10 +126,20 @@ def test_nothing_understood_gives_parsed_none():
         ('{"task": "tvg", "span": [0, 1' + "0" * 400 + "]}", "'span'"),  # math.isfinite raises OverflowError
     ],
 )
-def test_bad_labels_score_zero_with_a_message_naming_the_field(label, field, caplog):
+def test_bad_labels_score_zero_with_a_message_naming_the_field(label, field, caplog, monkeypatch):
+    monkeypatch.setattr(scoring, "_unusable_labels", itertools.count(1))  # this one is logged
     out = score("<think>t</think><answer>A 1 - 2</answer>", label)
     assert out["reward"] == 0.0 and out["parsed"] is None
     assert field in out["error"] and field in caplog.text
+
+
+def test_unusable_labels_are_counted_not_logged_one_line_each(caplog, monkeypatch):
+    """A run whose labels are all broken scored 50,048 samples into 50,048 warning lines."""
+    monkeypatch.setattr(scoring, "_unusable_labels", itertools.count(1))
+    for _ in range(2500):
+        assert score("<answer>A</answer>", {"task": "caption"})["reward"] == 0.0
+    counts = [record.args[0] for record in caplog.records if "unusable label" in record.getMessage()]
+    assert counts == [1, 2, 3, 4, 5, 1000, 2000]
 
 
 def test_labels_may_be_json_text():
