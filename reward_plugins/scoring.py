@@ -31,6 +31,7 @@ def warn_unusable_label(error) -> None:
         more = "; only every 1000th is shown from here" if count == 5 else ""
         logger.warning("reward 0 for an unusable label (%d so far%s): %s", count, more, error)
 
+
 # Default weights per task; each preset sums to 1 so every total reward lies in [0, 1].
 # tvg is Temporal-R1's grounding reward 0.5 * IoU + 0.5 * format; the answer tasks mirror it
 # with accuracy in place of IoU; grounded QA splits the content half between its two signals.
