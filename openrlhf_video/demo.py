@@ -39,8 +39,8 @@ EVAL_MIN_PIXELS = 4 * 28 * 28  # per frame, as training's min_pixels
 # accuracy ~0.35, answers still mostly two colours), then GRPO with fresh rollouts every step.
 # Each value is a flag's default in that mode; a flag given on the command line wins.
 LEARN = {
-    "videos": 64, "eval_videos": 64, "warm_start_steps": 400, "warm_start_lr": 1e-3, "k": 4, "steps": 15,
-    "prompts_per_step": 4, "samples": 8, "max_new_tokens": 40, "lr": 1e-4, "updates": 1, "kl": 0.0,
+    "videos": 64, "eval_videos": 64, "warm_start_steps": 400, "warm_start_lr": 1e-3, "k": 4, "steps": 12,
+    "prompts_per_step": 8, "samples": 8, "max_new_tokens": 40, "lr": 3e-5, "updates": 2, "kl": 0.05,
     "lmms_eval": False,
 }  # fmt: skip
 REHEARSAL = {
@@ -48,7 +48,7 @@ REHEARSAL = {
     "prompts_per_step": 4, "samples": 4, "max_new_tokens": 80, "lr": 1e-4, "updates": 1, "kl": 0.0,
     "lmms_eval": True,
 }  # fmt: skip
-LEARN_DATA = {"colors": ["blue", "green", "red", "yellow"], "square": 1.0, "tasks": ("oeqa",)}
+LEARN_DATA = {"colors": ["blue", "green", "red", "yellow"], "square": 1.0, "tasks": ("oeqa",), "duration": 4.0}
 
 
 def build_parser() -> argparse.ArgumentParser:

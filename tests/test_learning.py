@@ -9,8 +9,8 @@ shuffled-video control. A broken loop fails it: run it with OPENRLHF_VIDEO_TEST_
 
     OPENRLHF_VIDEO_TEST_MUTANT=negate .venv/bin/python -m pytest tests/test_learning.py -n 0
 
-and it fails (README, "Does GRPO learn?", has the numbers). Smaller than `demo --learn`: fewer
-GRPO steps on the same data and warm start."""
+and it fails (README, "Does GRPO learn?", has the numbers). Smaller than `demo --learn`: the same
+data, warm start and GRPO settings without the selection stage (GRPO on every training record)."""
 
 import os
 
@@ -18,7 +18,7 @@ import pytest
 
 MUTANTS = {"negate": {"advantage_scale": -1.0}, "zero": {"advantage_scale": 0.0}, "video": {"video_shift": 8}}
 SETTINGS = dict(
-    videos=64, eval_videos=64, warm_start_steps=400, warm_start_lr=1e-3, steps=10, prompts_per_step=8, samples=8,
+    videos=64, eval_videos=64, warm_start_steps=400, warm_start_lr=1e-3, steps=12, prompts_per_step=8, samples=8,
     max_new_tokens=40, lr=3e-5, updates=2, kl=0.05, seed=0, rl_seed=0,
 )  # fmt: skip
 
