@@ -23,44 +23,83 @@ HONEST_NOTE = (
     "A rehearsal of the pipeline on a tiny toy model (~0.7 M parameters, random then briefly warm-started) and "
     "synthetic videos: it shows that every stage runs end to end; it is not a result about the method."
 )
+LEARN_NOTE = (
+    "A toy that can learn: a tiny model (~2.9 M parameters), synthetic videos of a coloured square; held-out colour "
+    "accuracy before and after GRPO, and after GRPO with the videos shuffled between the clips (the control that "
+    "the skill comes from the video). Evidence that the RL loop works, not a result about the method at scale."
+)
 # Eval metrics worth a line in the table and a bar in the plot (lmms-eval keys "<metric>,none").
 EVAL_METRICS = {"rlt_charades_sta": ("mIoU", "R@0.5", "format"), "rlt_nextgqa": ("Acc@QA", "mIoU", "format")}
 EVAL_MIN_PIXELS = 4 * 28 * 28  # per frame, as training's min_pixels
 
 
+# `--learn`: the learning version (README, "Does GRPO learn?"). A task a tiny model can learn from
+# the video (the colour of a square that fills the frame, 4 colours, an open answer), the wider
+# and deeper tiny model (tiny_model.SIZES["learn"]), a warm start that stops partway (held-out
+# accuracy ~0.35, answers still mostly two colours), then GRPO with fresh rollouts every step.
+# Each value is a flag's default in that mode; a flag given on the command line wins.
+LEARN = {
+    "videos": 64, "eval_videos": 64, "warm_start_steps": 400, "warm_start_lr": 1e-3, "k": 4, "steps": 12,
+    "prompts_per_step": 8, "samples": 8, "max_new_tokens": 40, "lr": 3e-5, "updates": 2, "kl": 0.05,
+    "lmms_eval": False,
+}  # fmt: skip
+REHEARSAL = {
+    "videos": 8, "eval_videos": 4, "warm_start_steps": 400, "warm_start_lr": 2e-3, "k": 8, "steps": 6,
+    "prompts_per_step": 4, "samples": 4, "max_new_tokens": 80, "lr": 1e-4, "updates": 1, "kl": 0.0,
+    "lmms_eval": True,
+}  # fmt: skip
+LEARN_DATA = {"colors": ["blue", "green", "red", "yellow"], "square": 1.0, "tasks": ("oeqa",), "duration": 4.0}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openrlhf-video demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output directory (data, checkpoints, summary.json, report.png)")
-    p.add_argument("--videos", type=int, default=8, help="synthetic training clips (4 records each)")
-    p.add_argument("--eval-videos", type=int, default=4, help="held-out synthetic clips for evaluation")
+    p.add_argument("--learn", action="store_true",
+                   help="the learning version: a colour task the tiny model can learn from the video, the larger "
+                        "tiny model, 64 held-out clips (defaults in brackets below are the rehearsal's / --learn's)")  # fmt: skip
+    p.add_argument("--videos", type=int, help="synthetic training clips (4 records each; 1 with --learn) [8 / 64]")
+    p.add_argument("--eval-videos", type=int, help="held-out synthetic clips for evaluation [4 / 64]")
     # 400 steps at 2e-3 give rollouts that mostly have the format and vary in content for every
     # warm-start seed tried (format 0.79-0.95 at temperature 1, selection kept 24-27 of 32 records);
     # 200 steps swung with the seed from format 0.04 (kept 3) to 0.69, 300 from 0.71 to 0.85.
-    p.add_argument("--warm-start-steps", type=int, default=400,
-                   help="supervised steps on the answer format before RL (0: start from the random model)")  # fmt: skip
-    p.add_argument("--warm-start-lr", type=float, default=2e-3)
-    p.add_argument("--k", type=int, default=8, help="selection rollouts per record")
-    p.add_argument("--steps", type=int, default=6, help="GRPO steps")
-    p.add_argument("--prompts-per-step", type=int, default=4)
-    p.add_argument("--samples", type=int, default=4, help="GRPO group size (rollouts per prompt)")
-    p.add_argument(
-        "--max-new-tokens", type=int, default=80, help="room for the warm start's longest answer (~64 tokens)"
-    )
+    p.add_argument("--warm-start-steps", type=int,
+                   help="supervised steps on the answer format before RL (0: start from the random model) [400]")  # fmt: skip
+    p.add_argument("--warm-start-lr", type=float, help="[2e-3 / 1e-3]")
+    p.add_argument("--k", type=int, help="selection rollouts per record [8 / 4]")
+    p.add_argument("--steps", type=int, help="GRPO steps [6 / 15]")
+    p.add_argument("--prompts-per-step", type=int, help="[4]")
+    p.add_argument("--samples", type=int, help="GRPO group size (rollouts per prompt) [4 / 8]")
+    p.add_argument("--max-new-tokens", type=int, help="room for the warm start's longest answer (~64 tokens) [80 / 40]")
     # Adam moves every weight by ~lr per step: 1e-3 wiped out the warm start's format in 3 steps.
-    p.add_argument("--lr", type=float, default=1e-4, help="GRPO learning rate")
+    p.add_argument("--lr", type=float, help="GRPO learning rate [1e-4]")
+    p.add_argument("--updates", type=int, help="PolicyLoss updates per rollout batch (PPO epochs) [1]")
+    p.add_argument("--kl", type=float, help="k3 KL loss coefficient towards the warm start (0: no reference model) [0]")
+    p.add_argument("--lmms-eval", action=argparse.BooleanOptionalAction,
+                   help="the lmms-eval before/after stages (Charades-STA, NExT-GQA) [on / off: --learn has no such records]")  # fmt: skip
     # Frame sampling for every stage, the warm start's own defaults: train and roll out alike.
     p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second")
     p.add_argument("--total-pixels", type=int, default=64 * 28 * 28 * 4, help="pixel budget of all of a video's frames")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data, the warm start and selection (and of RL unless --rl-seed)",
+    )
+    p.add_argument("--rl-seed", type=int, help="seed of GRPO: prompt order, every rollout's sampling, torch [--seed]")
     return p
 
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name, value in (LEARN if args.learn else REHEARSAL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.rl_seed = args.seed if args.rl_seed is None else args.rl_seed
     for flag, value, least in (("--samples", args.samples, 2), ("--k", args.k, 2), ("--steps", args.steps, 1),
                                ("--prompts-per-step", args.prompts_per_step, 1), ("--videos", args.videos, 1),
-                               ("--eval-videos", args.eval_videos, 1), ("--max-new-tokens", args.max_new_tokens, 1)):  # fmt: skip
+                               ("--eval-videos", args.eval_videos, 1), ("--max-new-tokens", args.max_new_tokens, 1),
+                               ("--updates", args.updates, 1), ("--warm-start-steps", args.warm_start_steps, 0)):  # fmt: skip
         if value < least:
             parser.error(f"{flag} {value}: at least {least}")
     for flag, value in (("--lr", args.lr), ("--warm-start-lr", args.warm_start_lr)):
@@ -70,6 +109,8 @@ def main(argv: list[str]) -> int:
         parser.error(
             f"--total-pixels {args.total_pixels}: at least {12 * EVAL_MIN_PIXELS} (eval gives each of ~12 frames 1/12)"
         )
+    if args.kl < 0:
+        parser.error(f"--kl {args.kl}: must be at least 0")
     # vLLM's CPU worker logs a warning for every torch.set_num_threads call (hundreds per run) and
     # for each weight-less layer at every weight sync; errors still show. Override to see all.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -77,6 +118,12 @@ def main(argv: list[str]) -> int:
     os.environ["OPENRLHF_VIDEO_FPS"] = str(args.fps)
     os.environ["OPENRLHF_VIDEO_TOTAL_PIXELS"] = str(args.total_pixels)
     os.environ["OPENRLHF_VIDEO_THINK"] = "1"
+    # One torch thread: the same arithmetic on any machine (a reduction split over more threads
+    # sums in another order), and no oversubscription. With 2 threads on 2 busy cores the warm
+    # start ran 60x slower (0.3 vs 20 steps/s: OpenMP threads waiting for descheduled peers).
+    import torch
+
+    torch.set_num_threads(1)
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[var] = "1"  # nothing here may reach a model hub
 
@@ -100,13 +147,15 @@ def main(argv: list[str]) -> int:
     from openrlhf_video.synthetic import make_synthetic_dataset
     from openrlhf_video.tiny_model import build_tiny_qwen25vl
 
-    stage("data", f"{args.videos} training and {args.eval_videos} held-out synthetic clips, tiny Qwen2.5-VL")
+    stage("data", f"{args.videos} training and {args.eval_videos} held-out synthetic clips, tiny Qwen2.5-VL"
+          + (" (--learn: the colour of a full-frame square, 4 colours; the larger tiny model)" if args.learn else ""))  # fmt: skip
     configs = {}
     for split, n_videos, seed in (("train", args.videos, args.seed), ("eval", args.eval_videos, args.seed + 1000)):
-        folder = make_synthetic_dataset(out / f"{split}_data", n_videos=n_videos, seed=seed)
+        folder = make_synthetic_dataset(out / f"{split}_data", n_videos=n_videos, seed=seed,
+                                        **(LEARN_DATA if args.learn else {}))  # fmt: skip
         configs[split] = folder / "data.yaml"
         configs[split].write_text("datasets:\n  - path: records.jsonl\n    format: records\n    video_root: .\n")
-    tiny_model = build_tiny_qwen25vl()
+    tiny_model = build_tiny_qwen25vl(size="learn" if args.learn else "test")
     done("data")
 
     from openrlhf_video.data import load_config
@@ -127,7 +176,7 @@ def main(argv: list[str]) -> int:
         from openrlhf_video.warm_start import warm_start
 
         policy = warm_start(tiny_model, train_records, out / "warm_start", steps=args.warm_start_steps, lr=args.warm_start_lr,
-                            seed=args.seed, fps=args.fps, total_pixels=args.total_pixels)  # fmt: skip
+                            seed=args.seed, fps=args.fps, total_pixels=args.total_pixels, decay=args.learn)  # fmt: skip
         print(
             f"    the policy is WARM-STARTED: the tiny model after {args.warm_start_steps} supervised steps on ground-truth answers"
         )
@@ -156,17 +205,27 @@ def main(argv: list[str]) -> int:
         kept = train_records
     done("selection")
 
-    stage("eval before", f"lmms-eval with {' and '.join(EVAL_METRICS)} on the held-out clips")
-    eval_records = configs["eval"].parent / "records.jsonl"
-    before = evaluate(commands, policy, out / "eval" / "before", eval_records, args)
-    if before is None:
-        return 1
-    done("eval before")
-
     from openrlhf.utils import get_tokenizer
 
     from openrlhf_video import cpu_grpo
     from openrlhf_video.data import VideoPromptDataset
+
+    stage("eval before", "greedy colour answers on the held-out clips, own and shuffled videos (vLLM)"
+          + (f"; lmms-eval with {' and '.join(EVAL_METRICS)}" if args.lmms_eval else ""))  # fmt: skip
+    eval_records = configs["eval"].parent / "records.jsonl"
+    before = None
+    if args.lmms_eval:
+        before = evaluate(commands, policy, out / "eval" / "before", eval_records, args)
+        if before is None:
+            return 1
+    heldout_rows = VideoPromptDataset(
+        [r for r in load_config(configs["eval"]) if r["task"] == "oeqa"], get_tokenizer(str(policy), None)
+    ).rows
+    engine = cpu_grpo.InProcessEngine(policy, seed=args.rl_seed)  # GRPO goes on with it
+    skill = {"before": cpu_grpo.heldout_eval(engine, get_tokenizer(str(policy), None), heldout_rows,
+                                             max_new_tokens=args.max_new_tokens, shuffle_seed=args.seed)}  # fmt: skip
+    show_skill("before", skill["before"])
+    done("eval before")
 
     stage("GRPO", f"{args.steps} steps x {args.prompts_per_step} prompts x {args.samples} samples: vLLM rollouts, "
           "OpenRLHF group_norm advantages, PolicyLoss and Actor, weights synced into vLLM")  # fmt: skip
@@ -182,24 +241,31 @@ def main(argv: list[str]) -> int:
 
     trained, history = cpu_grpo.train(policy, rows, out / "policy", steps=args.steps, prompts_per_step=args.prompts_per_step,
                                       n_samples=args.samples, max_new_tokens=args.max_new_tokens, lr=args.lr,
-                                      seed=args.seed, on_step=show)  # fmt: skip
+                                      seed=args.rl_seed, updates=args.updates, kl_coef=args.kl, engine=engine,
+                                      on_step=show)  # fmt: skip
     done("GRPO")
 
     stage("eval after", "the same evaluation of the GRPO policy")
-    after = evaluate(commands, trained, out / "eval" / "after", eval_records, args)
-    if after is None:
-        return 1
+    skill["after"] = cpu_grpo.heldout_eval(engine, get_tokenizer(str(trained), None), heldout_rows,
+                                           max_new_tokens=args.max_new_tokens, shuffle_seed=args.seed)  # fmt: skip
+    show_skill("after", skill["after"])
+    after = None
+    if args.lmms_eval:
+        after = evaluate(commands, trained, out / "eval" / "after", eval_records, args)
+        if after is None:
+            return 1
     done("eval after")
 
     stage("report", "summary.json and report.png")
     summary = {
-        "note": HONEST_NOTE,
+        "note": LEARN_NOTE if args.learn else HONEST_NOTE,
         "settings": vars(args) | {"out": str(out)},
         "warm_start": {"steps": args.warm_start_steps, "policy": str(policy)},
         "data": {"train_records": len(train_records), "eval_records_per_task": args.eval_videos},
         "selection": selection | {"grpo_records": len(kept)},
         "grpo": history,
         "eval": {"before": before, "after": after},
+        "heldout": heldout_summary(skill),
         "stage_seconds": seconds,
         "commands": commands,
     }
@@ -208,8 +274,44 @@ def main(argv: list[str]) -> int:
     summary["total_seconds"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary)
-    print(f"\n{HONEST_NOTE}\nreport: {out / 'report.png'}\nsummary: {out / 'summary.json'}")
+    print(f"\n{summary['note']}\nreport: {out / 'report.png'}\nsummary: {out / 'summary.json'}")
     return 0
+
+
+def show_skill(when: str, result: dict) -> None:
+    own, shuffled = result["own"]["accuracy"], result["shuffled"]["accuracy"]
+    shuffled_text = "-" if shuffled is None else f"{sum(shuffled) / len(shuffled):.3f}"
+    print(f"    held-out colour accuracy {when} GRPO: {sum(own) / len(own):.3f} ({len(own)} clips), "
+          f"videos shuffled between them {shuffled_text}", flush=True)  # fmt: skip
+
+
+def heldout_summary(skill: dict) -> dict:
+    """The primary held-out metric (colour accuracy, greedy) before and after GRPO and after GRPO
+    on shuffled videos, with paired standard errors: after - before, after - after-shuffled."""
+    from openrlhf_video.cpu_grpo import paired_stats
+
+    before, after = skill["before"]["own"]["accuracy"], skill["after"]["own"]["accuracy"]
+    shuffled = skill["after"]["shuffled"]["accuracy"]
+    summary = {
+        "metric": "accuracy of the colour answer (oeqa), greedy, on held-out clips",
+        "n": len(after),
+        "before": sum(before) / len(before),
+        "after": sum(after) / len(after),
+        "after_shuffled": None if shuffled is None else sum(shuffled) / len(shuffled),
+        "before_shuffled": None if skill["before"]["shuffled"]["accuracy"] is None
+        else sum(skill["before"]["shuffled"]["accuracy"]) / len(before),
+        "gain": paired_stats(after, before),
+        "video_effect": None if shuffled is None else paired_stats(after, shuffled),
+        "format": {when: sum(skill[when]["own"]["format"]) / len(after) for when in ("before", "after")},
+        "answers": {when: skill[when]["own"]["answers"] for when in ("before", "after")},
+        "answers_shuffled": skill["after"]["shuffled"]["answers"],
+    }  # fmt: skip
+    summary["learned"] = bool(
+        summary["gain"]["z"] is not None and summary["gain"]["z"] >= 3
+        and summary["video_effect"] is not None and summary["video_effect"]["z"] is not None
+        and summary["video_effect"]["z"] >= 3
+    )  # fmt: skip
+    return summary
 
 
 def run_command(commands: list, *argv, env: dict | None = None) -> int:
@@ -244,8 +346,19 @@ def evaluate(commands: list, model_dir, output: Path, records: Path, args) -> di
             for task, metrics in EVAL_METRICS.items()}  # fmt: skip
 
 
+def moving_average(values: list, window: int = 3) -> list:
+    """The trailing mean of up to `window` values (None entries skipped)."""
+    out = []
+    for i in range(len(values)):
+        recent = [v for v in values[max(0, i - window + 1) : i + 1] if v is not None]
+        out.append(sum(recent) / len(recent) if recent else None)
+    return out
+
+
 def plot_report(summary: dict, selection_stats: Path, path: Path) -> None:
-    """Reward and its components per GRPO step, the selection spread histogram, eval before/after."""
+    """Reward and its components per GRPO step (with a moving average of the reward), the
+    selection spread histogram, the held-out skill before/after GRPO with the shuffled-video
+    control (error bars: standard errors), and lmms-eval before/after (when it ran)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,32 +366,60 @@ def plot_report(summary: dict, selection_stats: Path, path: Path) -> None:
 
     from openrlhf_video.select import plot_spread, read_finished
 
-    fig, (curves, hist, bars) = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, (curves, hist, skill, bars) = plt.subplots(1, 4, figsize=(20, 4.8))
     steps = [m["step"] for m in summary["grpo"]]
     for name in ("reward", "format", "iou", "accuracy"):
-        curves.plot(
-            steps,
-            [m[name] for m in summary["grpo"]],
-            marker="o",
-            label=name,
-            linewidth=2.5 if name == "reward" else 1.2,
-        )
+        values = [m[name] for m in summary["grpo"]]
+        if all(v is None for v in values):
+            continue
+        line = curves.plot(steps, values, marker="o", label=name, linewidth=2.5 if name == "reward" else 1.2, alpha=0.6)
+        curves.plot(steps, moving_average(values), color=line[0].get_color(), linestyle="--", linewidth=1.5,
+                    label=f"{name}, moving average (3)")  # fmt: skip
     curves.set(xlabel="GRPO step", ylabel="mean over the step's rollouts", title="reward and its components",
-               ylim=(-0.02, 1.02), xticks=steps)  # fmt: skip
-    curves.legend(fontsize=8)
+               ylim=(-0.02, 1.02))  # fmt: skip
+    curves.legend(fontsize=7)
 
     sel = summary["selection"]
     plot_spread(hist, list(read_finished(selection_stats).values()), sel["std_threshold"], bins=12)
     hist.set_title(f"selection: kept {sel['kept']} of {sel['records']} records")
 
-    labels = [f"{task.removeprefix('rlt_')}\n{metric}" for task, metrics in EVAL_METRICS.items() for metric in metrics]
-    x = range(len(labels))
-    for offset, when in ((-0.2, "before"), (0.2, "after")):
-        values = [summary["eval"][when][task][metric] for task, metrics in EVAL_METRICS.items() for metric in metrics]
-        bars.bar([i + offset for i in x], values, width=0.4, label=f"{when} GRPO")
-    bars.set_xticks(list(x), labels, fontsize=7)
-    bars.set(ylabel="percent", ylim=(0, 100), title="lmms-eval on held-out synthetic clips")
-    bars.legend(fontsize=8)
+    held = summary["heldout"]
+    names, values, errors = [], [], []
+    for label, key in (
+        ("before GRPO", "before"),
+        ("after GRPO", "after"),
+        ("after GRPO,\nvideos shuffled", "after_shuffled"),
+    ):
+        if held[key] is not None:
+            names.append(label)
+            values.append(held[key])
+            errors.append((held[key] * (1 - held[key]) / max(1, held["n"] - 1)) ** 0.5)
+    skill.bar(names, values, yerr=errors, capsize=6, color=["tab:gray", "tab:blue", "tab:orange"][: len(names)])
+    gain, video = held["gain"], held["video_effect"]
+    text = f"after - before: {gain['diff']:+.3f} ± {gain['se']:.3f} (paired SE)"
+    if video is not None:
+        text += f"\nafter - shuffled: {video['diff']:+.3f} ± {video['se']:.3f}"
+    skill.set(ylabel="colour accuracy (greedy)", ylim=(0, 1), title=f"held-out skill, {held['n']} clips\n{text}")
+    skill.title.set_fontsize(8)
+    skill.tick_params(axis="x", labelsize=8)
+
+    if summary["eval"]["before"] is not None:
+        labels = [
+            f"{task.removeprefix('rlt_')}\n{metric}" for task, metrics in EVAL_METRICS.items() for metric in metrics
+        ]
+        x = range(len(labels))
+        for offset, when in ((-0.2, "before"), (0.2, "after")):
+            values = [
+                summary["eval"][when][task][metric] for task, metrics in EVAL_METRICS.items() for metric in metrics
+            ]
+            bars.bar([i + offset for i in x], values, width=0.4, label=f"{when} GRPO")
+        bars.set_xticks(list(x), labels, fontsize=7)
+        bars.set(ylabel="percent", ylim=(0, 100), title="lmms-eval on held-out synthetic clips")
+        bars.legend(fontsize=8)
+    else:
+        bars.set_axis_off()
+        bars.text(0.5, 0.5, "lmms-eval stages off\n(--no-lmms-eval; --learn's data\nhas no grounding records)",
+                  ha="center", va="center")  # fmt: skip
 
     fig.suptitle(summary["note"], fontsize=9, wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
@@ -294,8 +435,64 @@ def print_table(summary: dict) -> None:
     first, last = summary["grpo"][0], summary["grpo"][-1]
     print(f"\nGRPO reward      step 1 {first['reward']:.3f} -> step {last['step']} {last['reward']:.3f}")
     print(f"selection        kept {summary['selection']['kept']} of {summary['selection']['records']} records")
+    held = summary["heldout"]
+    print(f"\nheld-out colour accuracy ({held['n']} clips, greedy)")
+    print(f"  before GRPO {held['before']:.3f}  after {held['after']:.3f}  "
+          f"gain {held['gain']['diff']:+.3f} ± {held['gain']['se']:.3f} (paired SE)")  # fmt: skip
+    if held["video_effect"] is not None:
+        video = held["video_effect"]
+        print(f"  after GRPO, videos shuffled between clips {held['after_shuffled']:.3f}  "
+              f"after - shuffled {video['diff']:+.3f} ± {video['se']:.3f}")  # fmt: skip
+    print(f"  learned from the video (both differences >= 3 SE): {'YES' if held['learned'] else 'no'}")
+    if summary["eval"]["before"] is None:
+        return
     print(f"\n{'eval (held-out)':<30} {'before':>8} {'after':>8}")
     for task, metrics in EVAL_METRICS.items():
         for metric in metrics:
             before, after = summary["eval"]["before"][task][metric], summary["eval"]["after"][task][metric]
             print(f"  {task + ' ' + metric:<28} {before:>8.1f} {after:>8.1f}")
+
+
+def learning_run(out, *, videos: int, eval_videos: int, warm_start_steps: int, warm_start_lr: float, steps: int,
+                 prompts_per_step: int, samples: int, max_new_tokens: int, lr: float, updates: int, kl: float,
+                 seed: int = 0, rl_seed: int = 0, fps: float = 1.0, total_pixels: int = 64 * 28 * 28 * 4,
+                 mutant: dict | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+    """The learning version's core without selection and lmms-eval (tests/test_learning.py): the
+    --learn data and model, the warm start, held-out eval, GRPO (cpu_grpo.train, every training
+    record: the colour questions), held-out eval again. Returns (heldout_summary, GRPO history).
+    `mutant`: cpu_grpo.grpo_step's breakage hooks."""
+    import torch
+    from openrlhf.utils import get_tokenizer
+
+    from openrlhf_video import cpu_grpo
+    from openrlhf_video.data import VideoPromptDataset, load_config
+    from openrlhf_video.synthetic import make_synthetic_dataset
+    from openrlhf_video.tiny_model import build_tiny_qwen25vl
+    from openrlhf_video.warm_start import warm_start
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.update(
+        OPENRLHF_VIDEO_FPS=str(fps), OPENRLHF_VIDEO_TOTAL_PIXELS=str(total_pixels), OPENRLHF_VIDEO_THINK="1"
+    )
+    out = Path(out)
+    records = {}
+    for split, n_videos, data_seed in (("train", videos, seed), ("eval", eval_videos, seed + 1000)):
+        folder = make_synthetic_dataset(out / f"{split}_data", n_videos=n_videos, seed=data_seed, **LEARN_DATA)
+        (folder / "data.yaml").write_text(
+            "datasets:\n  - path: records.jsonl\n    format: records\n    video_root: .\n"
+        )
+        records[split] = load_config(folder / "data.yaml")
+    policy = warm_start(build_tiny_qwen25vl(size="learn"), records["train"], out / "warm_start", steps=warm_start_steps,
+                        lr=warm_start_lr, seed=seed, fps=fps, total_pixels=total_pixels, decay=True)  # fmt: skip
+    processor = get_tokenizer(str(policy), None)
+    rows = {split: VideoPromptDataset(records[split], processor).rows for split in records}
+    engine = cpu_grpo.InProcessEngine(policy, seed=rl_seed)
+    skill = {"before": cpu_grpo.heldout_eval(engine, processor, rows["eval"], max_new_tokens=max_new_tokens,
+                                             shuffle_seed=seed)}  # fmt: skip
+    _, history = cpu_grpo.train(policy, rows["train"], out / "policy", steps=steps, prompts_per_step=prompts_per_step,
+                                n_samples=samples, max_new_tokens=max_new_tokens, lr=lr, seed=rl_seed, updates=updates,
+                                kl_coef=kl, engine=engine, mutant=mutant)  # fmt: skip
+    skill["after"] = cpu_grpo.heldout_eval(engine, processor, rows["eval"], max_new_tokens=max_new_tokens,
+                                           shuffle_seed=seed)  # fmt: skip
+    return heldout_summary(skill), history

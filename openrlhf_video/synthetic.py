@@ -22,7 +22,16 @@ COLORS = {
 
 
 def make_video(
-    path, *, duration=8.0, fps=10, size=(160, 96), event=(2.0, 5.0), color="red", seed=0, background="noise"
+    path,
+    *,
+    duration=8.0,
+    fps=10,
+    size=(160, 96),
+    event=(2.0, 5.0),
+    color="red",
+    seed=0,
+    background="noise",
+    square=0.5,
 ) -> Path:
     """Write an H.264 MP4 of `duration` s at `fps` (size = (width, height)) whose coloured square is
     visible exactly on the frames with start <= t <= end. Skipped when `path` already holds a
@@ -30,7 +39,8 @@ def make_video(
 
     `background`: "noise" (dim per-frame noise, all P-frames: the worst case for a decoder) or
     "panning" (a textured scene the camera pans over, with film grain, encoded with x264's defaults:
-    B-frames and ~0.85 Mbit/s at 640x360, what ordinary footage costs to decode)."""
+    B-frames and ~0.85 Mbit/s at 640x360, what ordinary footage costs to decode).
+    `square`: its side as a fraction of the frame's shorter side (1.0: a full-height square)."""
     import av
 
     path = Path(path)
@@ -49,6 +59,8 @@ def make_video(
                   color=color, seed=seed)  # fmt: skip
     if background != "noise":  # only then, so clips made before this option stay cached
         params["background"] = background
+    if square != 0.5:
+        params["square"] = square
     params = json.dumps(params, sort_keys=True)
     if path.exists():
         try:
@@ -59,7 +71,9 @@ def make_video(
             pass  # unreadable (e.g. a half-copied file): rebuild it
 
     rng = np.random.default_rng(seed)
-    side = min(width, height) // 2
+    if not 0 < square <= 1:
+        raise ValueError(f"{path}: square {square} must be a fraction of the frame in (0, 1]")
+    side = max(1, round(min(width, height) * square)) if square != 0.5 else min(width, height) // 2
     x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
     if background == "panning":
         from PIL import Image
@@ -97,27 +111,33 @@ def make_video(
     return path
 
 
-def make_synthetic_dataset(out_dir, *, n_videos=8, seed=0) -> Path:
+def make_synthetic_dataset(
+    out_dir, *, n_videos=8, seed=0, colors=None, square=0.5, tasks=None, duration: float | None = None
+) -> Path:
     """Write `videos/clip_XXX.mp4` and `records.jsonl` (tvg, mcq, gqa and oeqa records for every
-    clip; 6-12 s clips at 10 fps, varied spans and colours). Returns `out_dir`, which is the
-    records' video_root (their `video` paths are relative to it)."""
+    clip, or those of `tasks`; 6-12 s clips at 10 fps, or all `duration` s long, varied spans and
+    colours, drawn from `colors`, default all eight). Returns `out_dir`, which is the records' video_root (their
+    `video` paths are relative to it)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     records = []
     for k in tqdm(range(n_videos), desc="synthetic videos"):
-        duration = rng.randrange(60, 121) / 10  # 0.1 s steps, so duration * fps frames exactly
-        length = rng.randrange(15, int(duration * 5) + 1) / 10  # 1.5 s up to half the clip
-        start = rng.randrange(0, int((duration - length) * 10) + 1) / 10
+        drawn = rng.randrange(60, 121) / 10  # 0.1 s steps, so duration * fps frames exactly
+        clip_s = drawn if duration is None else duration
+        length = rng.randrange(15, int(clip_s * 5) + 1) / 10  # 1.5 s up to half the clip
+        start = rng.randrange(0, int((clip_s - length) * 10) + 1) / 10
         span = [start, round(start + length, 1)]
-        color = rng.choice(sorted(COLORS))
-        options = rng.sample([c for c in sorted(COLORS) if c != color], 3) + [color]
+        color = rng.choice(sorted(colors or COLORS))
+        options = rng.sample([c for c in sorted(colors or COLORS) if c != color], min(3, len(colors or COLORS) - 1))
+        options += [color]
         rng.shuffle(options)
         letter = "ABCD"[options.index(color)]
         video = f"videos/clip_{k:03d}.mp4"
-        make_video(out_dir / video, duration=duration, event=tuple(span), color=color, seed=seed * 1000 + k)
-        common = dict(video=video, duration=duration, clip=None, source="synthetic")
+        make_video(out_dir / video, duration=clip_s, event=tuple(span), color=color, seed=seed * 1000 + k,
+                   square=square)  # fmt: skip
+        common = dict(video=video, duration=clip_s, clip=None, source="synthetic")
         records += [
             dict(id=f"synthetic/clip_{k:03d}#tvg", task="tvg", question=f"When does the {color} square appear?",
                  options=None, answer=None, span=span, **common),
@@ -128,6 +148,8 @@ def make_synthetic_dataset(out_dir, *, n_videos=8, seed=0) -> Path:
             dict(id=f"synthetic/clip_{k:03d}#oeqa", task="oeqa", question="What colour is the square? Answer with one word.",
                  options=None, answer=color, span=None, **common),
         ]  # fmt: skip
+    if tasks is not None:
+        records = [r for r in records if r["task"] in tasks]
     text = "".join(json.dumps(r) + "\n" for r in records)
     jsonl = out_dir / "records.jsonl"
     if not jsonl.exists() or jsonl.read_text() != text:

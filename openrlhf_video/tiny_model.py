@@ -63,7 +63,18 @@ def vision_token_ids(tokenizer) -> list[int]:
     return tokenizer.convert_tokens_to_ids(VISION_TOKENS)
 
 
-def _build(out_dir: Path, seed: int) -> None:
+# Model shapes. "test": what the tests need (~0.7 M parameters; fast). "learn": the CPU demo's
+# default, a language model wide and deep enough to learn to read the video (see demo.py).
+# Every text head_dim is 64 and vision out_hidden_size equals the text width (vLLM's CPU backend).
+SIZES = {
+    "test": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, vision_hidden_size=64, vision_intermediate_size=128),
+    "learn": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, vision_hidden_size=64, vision_intermediate_size=128),
+}  # fmt: skip
+
+
+def _build(out_dir: Path, seed: int, size: str = "test") -> None:
     import torch
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE
@@ -105,14 +116,17 @@ def _build(out_dir: Path, seed: int) -> None:
     tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
     tokenizer.chat_template = CHAT_TEMPLATE
     ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)))
+    shape = SIZES[size]
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32768,
+        vocab_size=len(tokenizer), hidden_size=shape["hidden_size"], intermediate_size=shape["intermediate_size"],
+        num_hidden_layers=shape["num_hidden_layers"], num_attention_heads=shape["num_attention_heads"],
+        num_key_value_heads=shape["num_key_value_heads"], max_position_embeddings=32768,
         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 8, 8]},
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
     )  # fmt: skip
     vision = dict(
-        depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128, patch_size=14,
+        depth=2, hidden_size=shape["vision_hidden_size"], intermediate_size=shape["vision_intermediate_size"],
+        num_heads=2, out_hidden_size=shape["hidden_size"], patch_size=14,
         spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
     )  # fmt: skip
     config = Qwen2_5_VLConfig(
@@ -150,14 +164,18 @@ def _build(out_dir: Path, seed: int) -> None:
     processor.save_pretrained(out_dir)
 
 
-def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
+def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0, size: str = "test") -> Path:
     """Build (or reuse) the tiny Qwen2.5-VL; returns the directory for `from_pretrained` / vLLM.
 
-    Default location: ~/.cache/openrlhf-video/fixtures/tiny-qwen25vl-v<version>-seed<seed>.
+    Default location: ~/.cache/openrlhf-video/fixtures/tiny-qwen25vl-v<version>-seed<seed>
+    (with `-<size>` appended for a size other than "test"; `SIZES` lists them).
     Safe under concurrent builders: each writes a private temp dir and renames it into place.
     """
-    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-qwen25vl-v{BUILDER_VERSION}-seed{seed}"
-    stamp = {"builder": "tiny_qwen25vl", "version": BUILDER_VERSION, "seed": seed}
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny model size {size!r}; expected one of {sorted(SIZES)}")
+    suffix = "" if size == "test" else f"-{size}"  # the test size keeps its cached directory and stamp
+    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-qwen25vl-v{BUILDER_VERSION}-seed{seed}{suffix}"
+    stamp = {"builder": "tiny_qwen25vl", "version": BUILDER_VERSION, "seed": seed} | ({"size": size} if suffix else {})
 
     def is_built() -> bool:
         try:
@@ -169,12 +187,12 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0)
         return out_dir
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(
-            f"{out_dir} exists and is not a tiny Qwen2.5-VL (seed {seed}, builder v{BUILDER_VERSION})"
+            f"{out_dir} exists and is not a tiny Qwen2.5-VL (seed {seed}, size {size}, builder v{BUILDER_VERSION})"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        _build(tmp, seed)
+        _build(tmp, seed, size)
         (tmp / "fixture.json").write_text(json.dumps(stamp))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any model directory
         try:

@@ -147,13 +147,33 @@ def test_eval_before_and_after_are_lmms_eval_results(demo):
         assert f"pretrained={out / ('warm_start' if when == 'before' else 'policy')}," in model
 
 
-def test_report_png_has_the_three_panels(demo):
+def test_report_png_has_the_four_panels(demo):
     import matplotlib.image
 
     out, _, _ = demo
     image = matplotlib.image.imread(out / "report.png")
-    assert image.shape[:2] == (480, 1600)  # 16 x 4.8 inches at 100 dpi: three panels side by side
+    assert image.shape[:2] == (480, 2000)  # 20 x 4.8 inches at 100 dpi: four panels side by side
     assert image[..., :3].std() > 0.05  # drawn on, not blank
+
+
+def test_heldout_skill_before_after_and_shuffled_control_are_reported(demo):
+    """The held-out colour accuracy (greedy, vLLM) before and after GRPO, the after-GRPO policy on
+    videos shuffled between the clips, and paired standard errors, from the per-clip answers."""
+    _, stdout, summary = demo
+    held = summary["heldout"]
+    assert held["n"] == SMALL["--eval-videos"] == len(held["answers"]["after"])
+    for when in ("before", "after"):
+        assert 0.0 <= held[when] <= 1.0 and held["format"][when] is not None
+    assert held["gain"]["diff"] == pytest.approx(held["after"] - held["before"])
+    assert held["video_effect"] is None  # one held-out clip: no other video to swap in
+    assert "held-out colour accuracy before GRPO" in stdout and "learned from the video" in stdout
+
+
+def test_rl_seed_defaults_to_seed():
+    from openrlhf_video import demo
+
+    args = demo.build_parser().parse_args(["--out", "x"])
+    assert args.seed == 0 and args.rl_seed is None  # main() fills it from --seed
 
 
 def test_help_lists_the_settings():
@@ -166,4 +186,5 @@ def test_help_lists_the_settings():
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    assert all(flag in run.stdout for flag in ("--out", "--warm-start-steps", "--k", "--steps", "--samples", "--lr"))
+    assert all(flag in run.stdout for flag in ("--out", "--warm-start-steps", "--k", "--steps", "--samples", "--lr",
+                                               "--learn", "--rl-seed", "--updates", "--kl"))  # fmt: skip
