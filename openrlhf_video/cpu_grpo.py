@@ -134,18 +134,13 @@ def rollout(
 
 
 def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_new_tokens: int, max_norm: float = 1.0,
-              updates: int = 1, kl_coef: float = 0.0, reference=None, seed: int | None = None,
-              advantage_scale: float = 1.0, video_shift: int = 0):  # fmt: skip
+              updates: int = 1, kl_coef: float = 0.0, reference=None, seed: int | None = None):  # fmt: skip
     """One GRPO step on `rows`: rollouts, group_norm advantages, `updates` PolicyLoss updates on the
     batch (the first at ratio 1; later ones clip), with OpenRLHF's k3 KL loss towards `reference`
     (the frozen starting policy) weighted `kl_coef` (train_ppo_ray's --algo.kl.use_loss), weight
     sync. Returns the step's metrics (reward and each component averaged over the samples whose
     task has it, loss, clip ratio, KL, grad norm, rollout/training log-prob gap, time) and the
-    executor's responses. `seed`: per-request sampling seeds (see `rollout`).
-
-    `advantage_scale` and `video_shift` exist only to break the loop on purpose (the tests'
-    mutants): advantages times -1 or 0, or each sample trained on the video of the sample
-    `video_shift` places later in the batch (samples and pixels misaligned)."""
+    executor's responses. `seed`: per-request sampling seeds (see `rollout`)."""
     from openrlhf.models import PolicyLoss
     from openrlhf.models.utils import compute_approx_kl, masked_mean
     from openrlhf.trainer.ppo_utils.experience import Experience
@@ -162,10 +157,7 @@ def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_
     samples = [SamplesGenerator._process_response_into_experience(None, r, max_len=MAX_LEN) for r in responses]
     batch = Experience.concat_experiences(samples, processor.tokenizer.pad_token_id)
     batch.index = list(range(len(responses)))  # prompt order, n consecutive samples per group
-    mm_train_inputs = batch.mm_train_inputs
-    if video_shift:  # MUTANT: every sample's pixels are another sample's (same token count: same-shape clips only)
-        mm_train_inputs = mm_train_inputs[video_shift:] + mm_train_inputs[:video_shift]
-    mm_inputs = merge_mm_train_inputs(mm_train_inputs, "cpu")
+    mm_inputs = merge_mm_train_inputs(batch.mm_train_inputs, "cpu")
 
     actor.eval()
     with torch.no_grad():
@@ -185,7 +177,7 @@ def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_
         None, None, None, None, FixedKLController(0.0), SimpleNamespace(args=args), processor.tokenizer
     )
     (batch,) = maker.compute_advantages_and_returns([batch])
-    advantages = batch.advantages * advantage_scale
+    advantages = batch.advantages
 
     actor.train()
     policy_loss = PolicyLoss()
@@ -247,15 +239,13 @@ def train(
     kl_coef: float = 0.0,
     engine=None,
     on_step=None,
-    mutant: dict | None = None,
 ):
     """`steps` GRPO steps from `model_dir` on `rows` (VideoPromptDataset rows), drawn in a
     seeded shuffled order. Saves the policy to `out_dir` and every rollout (step, label, response,
     reward) to `out_dir/rollouts.jsonl`; returns (out_dir, per-step metrics). `engine`: an
     InProcessEngine already holding `model_dir`'s weights (else one is started); it ends up
     holding the trained policy. `seed` fixes the prompt order, the sampling of every rollout and
-    torch's generator: a rerun on the same machine repeats every step. `mutant`: grpo_step's
-    `advantage_scale` / `video_shift` (tests only)."""
+    torch's generator: a rerun on the same machine repeats every step."""
     from openrlhf.models import Actor
     from openrlhf.utils import get_tokenizer
     from tqdm import tqdm
@@ -285,7 +275,7 @@ def train(
             step_rows, queue = queue[:prompts_per_step], queue[prompts_per_step:]
             metrics, responses = grpo_step(
                 actor, optimizer, engine, processor, step_rows, n_samples=n_samples, max_new_tokens=max_new_tokens,
-                updates=updates, kl_coef=kl_coef, reference=reference, seed=step_seed(seed, step), **(mutant or {}),
+                updates=updates, kl_coef=kl_coef, reference=reference, seed=step_seed(seed, step),
             )  # fmt: skip
             for r in responses:
                 log.write(
