@@ -16,15 +16,7 @@ setup(
     extras_require={
         "train": ["openrlhf[vllm]==0.11.2", "av<16", "decord", "qwen-vl-utils"],
         "eval": ["lmms-eval==0.7.3", "av<16", "decord"],
-        "dev": [
-            "pytest",
-            "pytest-timeout",
-            "pytest-xdist",
-            "hypothesis",
-            "requests",
-            "psutil",
-            "ruff==0.17.6",
-        ],  # pytest.ini runs -n 2
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis", "requests", "psutil", "ruff==0.17.6"],  # pytest.ini runs -n 2
     },
     entry_points={"console_scripts": ["openrlhf-video=openrlhf_video.cli:main"]},
 )
