@@ -9,7 +9,6 @@ rollouts are sometimes right and sometimes wrong. Used by the selection evidence
 import json
 import random
 from pathlib import Path
-from types import MethodType
 
 from tqdm import tqdm
 
@@ -67,13 +66,13 @@ def warm_start(model_dir, records: list[dict], out_dir, *, steps: int = 300, lr:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from openrlhf_video.patches import qwen25vl_get_rope_index
+    from openrlhf_video import families
 
     torch.manual_seed(seed)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    # Train on the positions vLLM will sample with (transformers' own rule differs after a video).
-    model.model.get_rope_index = MethodType(qwen25vl_get_rope_index, model.model)
+    # Train on the positions vLLM will sample with (for Qwen2.5-VL transformers' own rule differs after a video).
+    families.for_model(model_dir).positions_as_rolled_out(model)
     examples = [training_example(processor, r, think=think, fps=fps, total_pixels=total_pixels)
                 for r in tqdm(records, desc="warm-start inputs")]  # fmt: skip
 

@@ -10,6 +10,8 @@ A family says
   `<think>` (the R1 format then starts inside the thinking);
 - `vllm_dtype`: the dtype its rollout engine runs in on this CPU build;
 - `patches()`: the functions of `openrlhf_video.patches` it needs (applied by `patches.apply`);
+- `positions_as_rolled_out(model)`: makes one HF model compute the positions vLLM rolls out with,
+  without patching its class (the warm start, outside the training processes);
 - `build_tiny(out_dir, seed)`: its offline tiny model (`openrlhf_video.tiny_model.build_tiny_model`).
 """
 
@@ -34,6 +36,9 @@ class Family:
 
     def patches(self) -> list:
         return []
+
+    def positions_as_rolled_out(self, model) -> None:
+        """Nothing to do where transformers and vLLM agree on positions."""
 
     def build_tiny(self, out_dir: Path, seed: int) -> None:
         raise NotImplementedError

@@ -28,6 +28,13 @@ class Qwen25VL(Family):
 
         return [patches.transformers_rope_index_as_trained, patches._patch_vllm_video_metadata]
 
+    def positions_as_rolled_out(self, model) -> None:
+        from types import MethodType
+
+        from openrlhf_video.patches import qwen25vl_get_rope_index
+
+        model.model.get_rope_index = MethodType(qwen25vl_get_rope_index, model.model)
+
     def build_tiny(self, out_dir, seed: int) -> None:
         tiny_model._build(out_dir, seed)
 
