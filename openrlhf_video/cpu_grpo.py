@@ -26,8 +26,11 @@ MAX_LEN = 2048  # --data.max_len: prompt (video tokens included) + response
 def in_process_llm(model_dir, *, max_len: int, seed: int = 0):
     """vLLM's `LLM` in this process, eager, one video per prompt, in the dtype the model family runs
     in on this CPU build (fp32, but Qwen3.5: bf16): the CPU engine of the demo's GRPO and of
-    `select --engine local`."""
-    from openrlhf_video import families
+    `select --engine local`. Applies our patches first: vLLM 0.29 needs them to start Qwen3-VL on
+    CPU and to give Qwen2.5-VL its video metadata (else it rolls out at an assumed 24 fps)."""
+    from openrlhf_video import families, patches
+
+    patches.apply()
 
     # In-process engine (~3 s to start instead of ~25 s), 1 GiB of KV cache: read when vLLM starts.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -46,9 +49,7 @@ class InProcessEngine:
     samples, every prompt of a step) are gathered for a moment and sent as one batch."""
 
     def __init__(self, model_dir, seed: int = 0):
-        from openrlhf_video import patches
-
-        patches.apply()  # video limits; load_weights resets caches with the patched RolloutRayActor method
+        # applies our patches: video limits; load_weights resets caches with the patched RolloutRayActor method
         self.llm = in_process_llm(model_dir, max_len=MAX_LEN, seed=seed)
         self._pending = []
 
