@@ -24,8 +24,14 @@ MAX_LEN = 2048  # --data.max_len: prompt (video tokens included) + response
 
 
 def in_process_llm(model_dir, *, max_len: int, seed: int = 0):
-    """vLLM's `LLM` in this process, fp32 and eager, one video per prompt: the CPU engine of the
-    demo's GRPO and of `select --engine local`."""
+    """vLLM's `LLM` in this process, eager, one video per prompt, in the dtype the model family runs
+    in on this CPU build (fp32, but Qwen3.5: bf16): the CPU engine of the demo's GRPO and of
+    `select --engine local`. Applies our patches first: vLLM 0.29 needs them to start Qwen3-VL on
+    CPU and to give Qwen2.5-VL its video metadata (else it rolls out at an assumed 24 fps)."""
+    from openrlhf_video import families, patches
+
+    patches.apply()
+
     # In-process engine (~3 s to start instead of ~25 s), 1 GiB of KV cache: read when vLLM starts.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -34,8 +40,9 @@ def in_process_llm(model_dir, *, max_len: int, seed: int = 0):
     # A token budget per engine step that takes every prompt of a batch in one piece: vLLM discards
     # the token it samples for a prefill cut in pieces, and on CPU that fails for a request with its
     # own seed ("CPU Generator does not use offset"), which every rollout here has.
-    return LLM(model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=max_len,
-               limit_mm_per_prompt={"video": 1}, seed=seed, max_num_batched_tokens=64 * max_len)  # fmt: skip
+    return LLM(model=str(model_dir), dtype=families.for_model(model_dir).vllm_dtype, enforce_eager=True,
+               max_model_len=max_len, limit_mm_per_prompt={"video": 1}, seed=seed,
+               max_num_batched_tokens=64 * max_len)  # fmt: skip
 
 
 class InProcessEngine:
@@ -46,9 +53,7 @@ class InProcessEngine:
     samples, every prompt of a step) are gathered for a moment and sent as one batch."""
 
     def __init__(self, model_dir, seed: int = 0):
-        from openrlhf_video import patches
-
-        patches.apply()  # video limits; load_weights resets caches with the patched RolloutRayActor method
+        # in_process_llm applies our patches: video limits; load_weights resets caches with the patched RolloutRayActor method
         threads = torch.get_num_threads()
         self.llm = in_process_llm(model_dir, max_len=MAX_LEN, seed=seed)
         torch.set_num_threads(threads)  # the caller's choice (vLLM's CPU worker sets its own)

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from openrlhf_video import families
+
 HONEST_NOTE = (
     "A rehearsal of the pipeline on a tiny toy model (~0.7 M parameters, random then briefly warm-started) and "
     "synthetic videos: it shows that every stage runs end to end; it is not a result about the method."
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the data, the warm start and selection (and of RL unless --rl-seed)",
     )
     p.add_argument("--rl-seed", type=int, help="seed of GRPO: prompt order, every rollout's sampling, torch [--seed]")
+    p.add_argument("--model-family", default="qwen2_5_vl", choices=families.names(),
+                   help="the tiny model's family (also lmms-eval's model class in the evals)")  # fmt: skip
     return p
 
 
@@ -145,9 +149,9 @@ def main(argv: list[str]) -> int:
         print(f"    {name} took {seconds[name]:.1f} s", flush=True)
 
     from openrlhf_video.synthetic import make_synthetic_dataset
-    from openrlhf_video.tiny_model import build_tiny_qwen25vl
+    from openrlhf_video.tiny_model import build_tiny_model, build_tiny_qwen25vl
 
-    stage("data", f"{args.videos} training and {args.eval_videos} held-out synthetic clips, tiny Qwen2.5-VL"
+    stage("data", f"{args.videos} training and {args.eval_videos} held-out synthetic clips, tiny {args.model_family}"
           + (" (--learn: the colour of a full-frame square, 4 colours; the larger tiny model)" if args.learn else ""))  # fmt: skip
     configs = {}
     for split, n_videos, seed in (("train", args.videos, args.seed), ("eval", args.eval_videos, args.seed + 1000)):
@@ -155,7 +159,9 @@ def main(argv: list[str]) -> int:
                                         **(LEARN_DATA if args.learn else {}))  # fmt: skip
         configs[split] = folder / "data.yaml"
         configs[split].write_text("datasets:\n  - path: records.jsonl\n    format: records\n    video_root: .\n")
-    tiny_model = build_tiny_qwen25vl(size="learn" if args.learn else "test")
+    if args.learn and args.model_family != "qwen2_5_vl":
+        raise SystemExit("openrlhf-video demo: --learn has a larger tiny model for --model-family qwen2_5_vl only")
+    tiny_model = build_tiny_qwen25vl(size="learn") if args.learn else build_tiny_model(args.model_family)
     done("data")
 
     from openrlhf_video.data import load_config
@@ -332,7 +338,7 @@ def evaluate(commands: list, model_dir, output: Path, records: Path, args) -> di
     # lmms-eval's model caps pixels per frame, training caps them per video (~12 frames per clip).
     model_args = (f"pretrained={model_dir},device=cpu,device_map=cpu,fps={args.fps},max_num_frames=32,"
                   f"min_pixels={EVAL_MIN_PIXELS},max_pixels={args.total_pixels // 12}")  # fmt: skip
-    code = run_command(commands, "eval", "--model", "qwen2_5_vl", "--model_args", model_args, "--tasks", ",".join(EVAL_METRICS),
+    code = run_command(commands, "eval", "--model", args.model_family, "--model_args", model_args, "--tasks", ",".join(EVAL_METRICS),
                        "--gen_kwargs", f"max_new_tokens={args.max_new_tokens}", "--output_path", output, "--log_samples",
                        "--seed", args.seed,
                        env={"RLT_CHARADES_STA_ANNOTATIONS": str(records), "RLT_NEXTGQA_ANNOTATIONS": str(records)})  # fmt: skip

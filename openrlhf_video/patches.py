@@ -252,6 +252,25 @@ def _patch_weight_sync():
     _replace(ppo_actor.ActorPPOTrainer, "broadcast_to_vllm", broadcast_to_vllm)
 
 
+def _patch_vllm_cpu_text_config_architectures():
+    """vLLM 0.29.0 `ModelConfig._get_transformers_backend_cls` (vllm/config/model.py) reads
+    `self.architectures[0]`. Qwen3-VL builds its language model with `vllm_config.with_hf_config(
+    config.text_config)`, whose copied model config has no architectures (checkpoints give none for
+    `qwen3_vl_text`, and transformers 5.15 maps no causal-LM class to it), and the CPU platform's
+    `check_and_update_config` then asks `use_mla` -> `using_transformers_backend()`: IndexError,
+    the engine never starts (CPU build only; GPU platforms do not ask there). With no architectures
+    the config names no Transformers-backend class either: we answer None, so the check says
+    "not the Transformers backend", which is true (the engine runs vLLM's own Qwen3-VL)."""
+    from vllm.config.model import ModelConfig
+
+    upstream = ModelConfig._get_transformers_backend_cls
+
+    def _get_transformers_backend_cls(self):
+        return upstream(self) if self.architectures else None
+
+    _replace(ModelConfig, "_get_transformers_backend_cls", _get_transformers_backend_cls)
+
+
 def lmms_eval_index_included_tasks_only() -> None:
     """lmms-eval 0.7.3 `TaskManager.__init__` indexes all ~2000 of its own task YAMLs on every run
     (~4.6 s on two cores) and has no flag to skip them. A run of our `rlt_` tasks needs only
@@ -271,8 +290,12 @@ def apply() -> None:
     """Apply every training patch, once per process. Runs as Ray's worker_process_setup_hook too."""
     if "Actor.forward" in UPSTREAM:
         return
-    transformers_rope_index_as_trained()
+    from openrlhf_video import families
+
+    # each once: families share patches (Qwen3.5 builds on Qwen3-VL), and a second application
+    # would record the patched function as upstream's
+    for patch in dict.fromkeys(patch for family in families.all_families() for patch in family.patches()):
+        patch()
     _patch_actor_forward()
     _patch_vllm_engine()
-    _patch_vllm_video_metadata()
     _patch_weight_sync()

@@ -63,31 +63,12 @@ def vision_token_ids(tokenizer) -> list[int]:
     return tokenizer.convert_tokens_to_ids(VISION_TOKENS)
 
 
-# Model shapes. "test": what the tests need (~0.7 M parameters; fast). "learn": the CPU demo's
-# default, a language model wide and deep enough to learn to read the video (see demo.py).
-# Every text head_dim is 64 and vision out_hidden_size equals the text width (vLLM's CPU backend).
-SIZES = {
-    "test": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-                 num_key_value_heads=1, vision_hidden_size=64, vision_intermediate_size=128),
-    "learn": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=2, vision_hidden_size=64, vision_intermediate_size=128),
-}  # fmt: skip
-
-
-def _build(out_dir: Path, seed: int, size: str = "test") -> None:
-    import torch
+def build_tokenizer(special_tokens=SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, added_tokens=()):
+    """The tiny byte-level BPE as a Qwen2Tokenizer with `special_tokens` after its vocabulary (in that
+    order) and `added_tokens` as plain added tokens (Qwen3's `<think>`, ...), plus the chat template."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE
-    from transformers import (
-        AddedToken,
-        GenerationConfig,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2Tokenizer,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import AddedToken, Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     # Same normalizer and pre-tokenizer as Qwen2Tokenizer, so the learned merges apply unchanged.
@@ -104,8 +85,8 @@ def _build(out_dir: Path, seed: int, size: str = "test") -> None:
     bpe.train_from_iterator(CORPUS * 4, trainer=trainer)
     trained = json.loads(bpe.to_str())["model"]
     vocab = dict(trained["vocab"])
-    vocab.update({token: len(vocab) + i for i, token in enumerate(SPECIAL_TOKENS)})
-    tokenizer = Qwen2Tokenizer(
+    vocab.update({token: len(vocab) + i for i, token in enumerate([*special_tokens, *added_tokens])})
+    result = Qwen2Tokenizer(
         vocab=vocab,
         merges=[tuple(pair) for pair in trained["merges"]],
         unk_token=None,
@@ -113,20 +94,53 @@ def _build(out_dir: Path, seed: int, size: str = "test") -> None:
         pad_token="<|endoftext|>",
         model_max_length=32768,
     )
-    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
-    tokenizer.chat_template = CHAT_TEMPLATE
+    result.add_tokens([AddedToken(token, special=True, normalized=False) for token in special_tokens])
+    result.add_tokens([AddedToken(token, special=False, normalized=False) for token in added_tokens])
+    result.chat_template = chat_template
+    return result
+
+
+def round_to_bf16(model) -> None:
+    """Weights stored fp32 but exactly representable in bf16: OpenRLHF's Actor loads bf16, the CPU vLLM
+    engine fp32; with rounded weights both compute with identical values (parity tests)."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.to(torch.bfloat16).float())
+
+
+# Qwen2.5-VL shapes. "test": what the tests and the rehearsal need (~0.7 M parameters; fast).
+# "learn": `demo --learn`, a language model wide and deep enough to learn to read the video.
+# Every text head_dim is 64 and vision out_hidden_size equals the text width (vLLM's CPU backend).
+SIZES = {
+    "test": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1),
+    "learn": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2),
+}  # fmt: skip
+
+
+def _build(out_dir: Path, seed: int, size: str = "test") -> None:
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = build_tokenizer()
     ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)))
-    shape = SIZES[size]
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=shape["hidden_size"], intermediate_size=shape["intermediate_size"],
-        num_hidden_layers=shape["num_hidden_layers"], num_attention_heads=shape["num_attention_heads"],
-        num_key_value_heads=shape["num_key_value_heads"], max_position_embeddings=32768,
+        vocab_size=len(tokenizer), **SIZES[size], max_position_embeddings=32768,
         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 8, 8]},
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
     )  # fmt: skip
     vision = dict(
-        depth=2, hidden_size=shape["vision_hidden_size"], intermediate_size=shape["vision_intermediate_size"],
-        num_heads=2, out_hidden_size=shape["hidden_size"], patch_size=14,
+        depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=SIZES[size]["hidden_size"], patch_size=14,
         spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
     )  # fmt: skip
     config = Qwen2_5_VLConfig(
@@ -139,11 +153,7 @@ def _build(out_dir: Path, seed: int, size: str = "test") -> None:
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    # Stored fp32 but exactly representable in bf16: OpenRLHF's Actor loads bf16, the CPU vLLM
-    # engine fp32; with rounded weights both compute with identical values (parity tests).
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(param.to(torch.bfloat16).float())
+    round_to_bf16(model)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
@@ -164,18 +174,19 @@ def _build(out_dir: Path, seed: int, size: str = "test") -> None:
     processor.save_pretrained(out_dir)
 
 
-def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0, size: str = "test") -> Path:
-    """Build (or reuse) the tiny Qwen2.5-VL; returns the directory for `from_pretrained` / vLLM.
+def build_tiny_model(family: str = "qwen2_5_vl", out_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """Build (or reuse) the tiny model of a supported family (`qwen2_5_vl`, `qwen3_vl`, `qwen3_5`);
+    returns the directory for `from_pretrained` / vLLM / OpenRLHF's Actor.
 
-    Default location: ~/.cache/openrlhf-video/fixtures/tiny-qwen25vl-v<version>-seed<seed>
-    (with `-<size>` appended for a size other than "test"; `SIZES` lists them).
+    Default location: ~/.cache/openrlhf-video/fixtures/tiny-<family's tiny_name>-v<version>-seed<seed>.
     Safe under concurrent builders: each writes a private temp dir and renames it into place.
     """
-    if size not in SIZES:
-        raise ValueError(f"unknown tiny model size {size!r}; expected one of {sorted(SIZES)}")
-    suffix = "" if size == "test" else f"-{size}"  # the test size keeps its cached directory and stamp
-    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-qwen25vl-v{BUILDER_VERSION}-seed{seed}{suffix}"
-    stamp = {"builder": "tiny_qwen25vl", "version": BUILDER_VERSION, "seed": seed} | ({"size": size} if suffix else {})
+    from openrlhf_video import families
+
+    spec = families.get(family)
+    version = spec.tiny_version
+    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-{spec.tiny_name}-v{version}-seed{seed}"
+    stamp = {"builder": f"tiny_{spec.tiny_name}", "version": version, "seed": seed}
 
     def is_built() -> bool:
         try:
@@ -186,13 +197,11 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0,
     if is_built():
         return out_dir
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(
-            f"{out_dir} exists and is not a tiny Qwen2.5-VL (seed {seed}, size {size}, builder v{BUILDER_VERSION})"
-        )
+        raise FileExistsError(f"{out_dir} exists and is not a tiny {spec.name} (seed {seed}, builder v{version})")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        _build(tmp, seed, size)
+        spec.build_tiny(tmp, seed)
         (tmp / "fixture.json").write_text(json.dumps(stamp))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any model directory
         try:
@@ -202,4 +211,18 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0,
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def build_tiny_qwen25vl(out_dir: str | os.PathLike | None = None, seed: int = 0, size: str = "test") -> Path:
+    """The tiny Qwen2.5-VL (`build_tiny_model("qwen2_5_vl")`), under its name from before families;
+    `size` one of `SIZES` (the "learn" size in a directory of its own)."""
+    if size == "test":
+        return build_tiny_model("qwen2_5_vl", out_dir, seed)
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny model size {size!r}; expected one of {sorted(SIZES)}")
+    out_dir = Path(out_dir) if out_dir else FIXTURES / f"tiny-qwen25vl-v{BUILDER_VERSION}-seed{seed}-{size}"
+    if not (out_dir / "config.json").is_file():  # one builder at a time: the demo builds it once
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _build(out_dir, seed, size)
     return out_dir

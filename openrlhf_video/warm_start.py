@@ -9,7 +9,6 @@ rollouts are sometimes right and sometimes wrong. Used by the selection evidence
 import json
 import random
 from pathlib import Path
-from types import MethodType
 
 from tqdm import tqdm
 
@@ -34,18 +33,20 @@ def answer_text(record: dict, *, think: bool = True) -> str:
 def training_example(processor, record: dict, *, think: bool = True, fps: float = 1.0,
                      total_pixels: int = 64 * 28 * 28 * 4) -> dict:  # fmt: skip
     """Model inputs that teacher-force `answer_text` after the record's prompt, built like a
-    rollout (openrlhf_video.rollout.video_inputs), with the loss on the answer tokens only."""
+    rollout (openrlhf_video.rollout.video_inputs), with the loss on the answer tokens only. Where
+    the prompt already opened the thinking (Qwen3.5's template), the answer continues it."""
     import torch
 
     from openrlhf_video.data import render_prompt
     from openrlhf_video.data.frames import load_frames
+    from openrlhf_video.data.prompts import opened_think
     from openrlhf_video.rollout import video_inputs
 
     frames = load_frames(record["video"], clip=record["clip"], fps=fps, total_pixels=total_pixels)
-    _, prompt_ids, mm_inputs, _ = video_inputs(processor, render_prompt(processor, record, think=think), frames)
-    answer_ids = processor.tokenizer(answer_text(record, think=think) + "<|im_end|>", add_special_tokens=False)[
-        "input_ids"
-    ]
+    prompt = render_prompt(processor, record, think=think)
+    _, prompt_ids, mm_inputs, _ = video_inputs(processor, prompt, frames)
+    answer = answer_text(record, think=think).removeprefix(opened_think(prompt).strip())
+    answer_ids = processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
     input_ids = torch.tensor([prompt_ids + answer_ids])
     video_token = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     return {
@@ -67,13 +68,13 @@ def warm_start(model_dir, records: list[dict], out_dir, *, steps: int = 300, lr:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from openrlhf_video.patches import qwen25vl_get_rope_index
+    from openrlhf_video import families
 
     torch.manual_seed(seed)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    # Train on the positions vLLM will sample with (transformers' own rule differs after a video).
-    model.model.get_rope_index = MethodType(qwen25vl_get_rope_index, model.model)
+    # Train on the positions vLLM will sample with (for Qwen2.5-VL transformers' own rule differs after a video).
+    families.for_model(model_dir).positions_as_rolled_out(model)
     examples = [training_example(processor, r, think=think, fps=fps, total_pixels=total_pixels)
                 for r in tqdm(records, desc="warm-start inputs")]  # fmt: skip
 

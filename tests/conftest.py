@@ -11,14 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[var] = "1"
+# A rollout whose vLLM prompt ids differ from the training ones fails the test that made it.
+os.environ["OPENRLHF_VIDEO_PROMPT_GUARD"] = "raise"
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    """The offline tiny Qwen2.5-VL (built once, then reused from ~/.cache/openrlhf-video/fixtures)."""
-    from openrlhf_video.tiny_model import build_tiny_qwen25vl
+    """The offline tiny Qwen2.5-VL (built once, then reused from ~/.cache/openrlhf-video/fixtures);
+    tests of every model family build theirs with `build_tiny_model(family)`."""
+    from openrlhf_video.tiny_model import build_tiny_model
 
-    return build_tiny_qwen25vl()
+    return build_tiny_model("qwen2_5_vl")
 
 
 @pytest.fixture(scope="session")

@@ -188,3 +188,16 @@ def test_help_lists_the_settings():
     assert run.returncode == 0, run.stderr
     assert all(flag in run.stdout for flag in ("--out", "--warm-start-steps", "--k", "--steps", "--samples", "--lr",
                                                "--learn", "--rl-seed", "--updates", "--kl"))  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_the_demo_runs_every_stage_with_each_model_family(family, tmp_path):
+    """`--model-family`: the same stages with the family's tiny model, its lmms-eval model class and
+    (Qwen3.5) its bf16 rollout engine; the guard holds (it raises under the tests' setting)."""
+    flags = ["--videos", "2", "--eval-videos", "1", "--warm-start-steps", "20", "--k", "2", "--steps", "1",
+             "--prompts-per-step", "2", "--samples", "2", "--max-new-tokens", "24"]  # fmt: skip
+    command = [sys.executable, "-m", "openrlhf_video", "demo", "--out", str(tmp_path), "--model-family", family, *flags]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=850, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["stage_seconds"]) == STAGES and f"--model {family}" in run.stdout

@@ -1,5 +1,5 @@
 """The offline fixtures: synthetic clips show their event exactly where the records say, and the
-tiny Qwen2.5-VL is a faithful, deterministic, cached Qwen2.5-VL checkpoint."""
+tiny models (Qwen2.5-VL, Qwen3-VL, Qwen3.5) are faithful, deterministic, cached checkpoints."""
 
 import json
 
@@ -129,3 +129,39 @@ def test_tiny_model_build_is_deterministic_and_reused(tmp_path, tiny_model_dir):
     assert build_tiny_qwen25vl(out, seed=0) == out and (out / "model.safetensors").stat().st_mtime_ns == mtime
     with pytest.raises(FileExistsError, match="seed 1"):  # never overwrite a different model
         build_tiny_qwen25vl(out, seed=1)
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_tiny_qwen3_family_models_are_checkpoints_as_released(family, tmp_path):
+    """Configs set what real Qwen3-VL / Qwen3.5 checkpoints set (interleaved M-RoPE: vLLM's default
+    is not to interleave), at sizes vLLM's CPU kernels accept; the family is read back from the
+    directory; the build is deterministic; Qwen3.5's template opens the thinking."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from openrlhf_video import families
+    from openrlhf_video.tiny_model import build_tiny_model
+
+    model_dir = build_tiny_model(family)
+    config = AutoConfig.from_pretrained(model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    assert config.model_type == family and families.for_model(model_dir).name == family
+    assert families.for_processor(processor) is families.get("qwen3_vl")  # Qwen3.5 processes as Qwen3-VL
+    text = config.text_config
+    assert text.rope_parameters["mrope_interleaved"] is True and text.head_dim == 64
+    assert config.video_token_id == processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    if family == "qwen3_5":  # linear attention: head dim 128 (vLLM's CPU kernel fails with 32)
+        assert "linear_attention" in text.layer_types and text.linear_key_head_dim == 128
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    assert type(model).__name__ == config.architectures[0]
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Q"}]}],
+        tokenize=False, add_generation_prompt=True,
+    )  # fmt: skip
+    opened = "<think>\n" if families.get(family).think_opened_by_template else ""
+    assert (
+        prompt
+        == f"<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Q<|im_end|>\n<|im_start|>assistant\n{opened}"
+    )
+    again = build_tiny_model(family, tmp_path / "again")
+    for name in ("model.safetensors", "tokenizer.json", "config.json", "processor_config.json"):
+        assert (again / name).read_bytes() == (model_dir / name).read_bytes(), name

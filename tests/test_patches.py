@@ -239,3 +239,24 @@ def test_the_online_filter_uses_the_sample_std_as_selection_does():
     responses = patches.group_std_as_scores([{"reward": r, "scores": r} for r in (0.0, 0.0, 0.0, 1.0)], min_std=0.45)
     assert [r["scores"] for r in responses] == [pytest.approx(0.5)] * 4
     assert responses[0]["extra_logs"]["group_reward_std"] == pytest.approx(0.5)
+
+
+def test_qwen3_vl_language_model_config_builds_on_the_cpu_platform():
+    """What vLLM's Qwen3-VL does first when it builds its language model: a config for the text
+    sub-config, which names no architectures; on the CPU platform it raised IndexError upstream."""
+    from vllm.config.model import ModelConfig
+    from vllm.engine.arg_utils import EngineArgs
+
+    from openrlhf_video.tiny_model import build_tiny_model
+
+    config = EngineArgs(
+        model=str(build_tiny_model("qwen3_vl")), dtype="float32", enforce_eager=True, max_model_len=2048
+    ).create_engine_config()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            ModelConfig, "_get_transformers_backend_cls", patches.UPSTREAM["ModelConfig._get_transformers_backend_cls"]
+        )
+        with pytest.raises(IndexError):
+            config.with_hf_config(config.model_config.hf_config.text_config)
+    text = config.with_hf_config(config.model_config.hf_config.text_config)
+    assert text.model_config.architectures == [] and not text.model_config.using_transformers_backend()

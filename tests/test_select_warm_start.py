@@ -1,5 +1,6 @@
 """The warm start used by the selection evidence and the CPU demo."""
 
+import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -39,3 +40,27 @@ def test_warm_start_lowers_the_answer_loss(tiny_model_dir, synthetic_data, tmp_p
             if name == "after":  # saved bf16-exact, like the tiny model (OpenRLHF's Actor loads bf16)
                 assert all(torch.equal(p, p.to(torch.bfloat16).float()) for p in model.parameters())
     assert losses["after"] < 0.75 * losses["before"], losses  # measured: 6.25 -> 3.68
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "qwen3_5"])
+def test_the_r1_format_holds_whether_or_not_the_template_opens_the_thinking(family, synthetic_data, tmp_path):
+    """Qwen3.5's template opens `<think>\\n` in the generation prompt (and closes it empty when
+    thinking is off): the prompt, the supervised target and the reward must agree on where the
+    reply starts. Scored as rollouts are: the whole sequence through OpenRLHF's reward_func."""
+    from openrlhf_video import families
+    from openrlhf_video.data import render_prompt
+    from openrlhf_video.tiny_model import build_tiny_model
+    from reward_plugins.openrlhf_reward import reward_func
+
+    processor = AutoProcessor.from_pretrained(build_tiny_model(family))
+    record = next(r for r in _records(synthetic_data, tmp_path) if r["task"] == "mcq")
+    for think in (True, False):
+        prompt = render_prompt(processor, record, think=think)
+        assert prompt.endswith("<think>\n") == (think and families.get(family).think_opened_by_template)
+        example = training_example(processor, record, think=think)
+        sequence = processor.tokenizer.decode(example["input_ids"][0])
+        assert "<think><think>" not in sequence.replace("\n", "")  # the target does not open it again
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("reward_plugins.openrlhf_reward.THINK", think)
+            reward = reward_func([sequence], [prompt], [label_json(record)])
+        assert reward["rewards"].tolist() == [1.0] and reward["extra_logs"]["format"].tolist() == [1.0]

@@ -52,10 +52,22 @@ def build_messages(record: dict, *, think: bool = True) -> list[dict]:
 
 
 def render_prompt(processor, record: dict, *, think: bool = True) -> str:
-    """The prompt text through the model's processor chat template, ready for generation."""
+    """The prompt text through the model's processor chat template, ready for generation.
+
+    `enable_thinking` is Qwen3.5's template switch (other templates ignore it): its generation
+    prompt opens `<think>\n` itself unless told not to, so no-think prompts must say so. In think
+    mode the opened tag belongs to the reply: the reward reads the reply from the assistant turn's
+    start (`reward_plugins.protocol.response_from_query`), so it sees `<think>\n...` as the model
+    continued it, and a supervised target must not open it again (`opened_think`)."""
     return processor.apply_chat_template(
-        build_messages(record, think=think), tokenize=False, add_generation_prompt=True
+        build_messages(record, think=think), tokenize=False, add_generation_prompt=True, enable_thinking=think
     )
+
+
+def opened_think(prompt: str) -> str:
+    """What of the reply the prompt's generation prompt already wrote: `<think>\n` (Qwen3.5's
+    template in think mode), else nothing."""
+    return "<think>\n" if prompt.endswith("<think>\n") else ""
 
 
 def label_json(record: dict) -> str:
