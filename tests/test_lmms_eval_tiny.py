@@ -40,10 +40,13 @@ def test_tiny_model_run_scores_every_response_with_the_reward(tiny_model_dir, sy
             assert sample["format"] == 100 * scored["format"]
 
 
-def test_failure_exits_nonzero_although_lmms_eval_exits_zero(monkeypatch, capfd):
-    # No hub copy of NExT-GQA and no local annotations: lmms-eval logs the error and exits 0.
-    monkeypatch.delenv("RLT_NEXTGQA_ANNOTATIONS", raising=False)
-    assert evaluate.main(["--model", "dummy", "--tasks", "rlt_nextgqa"]) == 1
+def test_failure_exits_nonzero_although_lmms_eval_exits_zero(monkeypatch, capfd, tmp_path):
+    # Annotations that load (eval's own checks pass) but hold no grounding record: the task fails
+    # inside lmms-eval, which logs the error and exits 0.
+    only_mcq = {"id": "m#0", "task": "mcq", "video": "m.mp4", "question": "q", "options": ["a", "b"], "answer": "A"}
+    (tmp_path / "mcq.jsonl").write_text(json.dumps(only_mcq) + "\n")
+    monkeypatch.setenv("RLT_CHARADES_STA_ANNOTATIONS", str(tmp_path / "mcq.jsonl"))
+    assert evaluate.main(["--model", "dummy", "--tasks", "rlt_charades_sta"]) == 1
     captured = capfd.readouterr()
-    assert "set RLT_NEXTGQA_ANNOTATIONS" in captured.out + captured.err
+    assert "no tvg records" in captured.out + captured.err
     assert "FAILED: no results file" in captured.err
