@@ -121,10 +121,24 @@ SIZES = {
 }  # fmt: skip
 
 
-def _build(out_dir: Path, seed: int, size: str = "test") -> None:
+def save_random_model(model_class, config, ids: dict, seed: int, out_dir: Path) -> None:
+    """A seeded random `model_class(config)`, bf16-exact, whose generation ends at <|im_end|>, saved."""
     import torch
+    from transformers import GenerationConfig
+
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    round_to_bf16(model)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    model.save_pretrained(out_dir)
+
+
+def _build(out_dir: Path, seed: int, size: str = "test") -> None:
     from transformers import (
-        GenerationConfig,
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
         Qwen2_5_VLProcessor,
@@ -151,15 +165,7 @@ def _build(out_dir: Path, seed: int, size: str = "test") -> None:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    round_to_bf16(model)
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-    )
-    model.save_pretrained(out_dir)
+    save_random_model(Qwen2_5_VLForConditionalGeneration, config, ids, seed, out_dir)
 
     # Small frames keep video token counts low (the synthetic clips are 160x96): 4-64 merged tokens
     # per frame pair. Same processor class and keys as the real checkpoints.

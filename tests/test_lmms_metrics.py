@@ -20,20 +20,22 @@ MCQ = record("mcq", options=["red", "green", "blue", "yellow"], answer="A")
 GQA = record("gqa", options=["red", "green", "blue", "yellow"], answer="B", span=[2.0, 6.0])
 
 
+# {"start_time": 3, "end_time": 7} against TVG's truth, in the R1 format
+SPAN_3_7 = {
+    "mIoU": 60.0,
+    "R@0.3": 100.0,
+    "R@0.5": 100.0,
+    "R@0.7": 0.0,
+    "parse_fail": 0.0,
+    "format": 100.0,
+    "missing_videos": 0,
+}
+
+
 def test_grounding_metrics_by_hand():
     # [3, 7] against [2, 6]: intersection 3 s, union 5 s -> IoU 0.6.
     got = grounding.process_results(TVG, ['<think>...</think><answer>{"start_time": 3, "end_time": 7}</answer>'])
-    assert got == pytest.approx(
-        {
-            "mIoU": 60.0,
-            "R@0.3": 100.0,
-            "R@0.5": 100.0,
-            "R@0.7": 0.0,
-            "parse_fail": 0.0,
-            "format": 100.0,
-            "missing_videos": 0,
-        }
-    )
+    assert got == pytest.approx(SPAN_3_7)
     # "between 2.5s and 7s" and "[a, b]" parse to nothing in lmms-eval's built-in tasks; here IoU 3.5/5.
     assert grounding.process_results(TVG, ["<answer>between 2.5s and 7s</answer>"])["mIoU"] == pytest.approx(70.0)
     assert grounding.process_results(TVG, ["<answer>[2.0, 6.0]</answer>"])["R@0.7"] == 100.0
@@ -126,17 +128,7 @@ def test_think_mode_changes_format_only(monkeypatch):
     answer_only = ["<answer>3 to 7</answer>"]
     assert grounding.process_results(TVG, answer_only)["format"] == 0.0  # think mode needs <think>
     monkeypatch.setenv("OPENRLHF_VIDEO_THINK", "0")
-    assert grounding.process_results(TVG, answer_only) == pytest.approx(
-        {
-            "mIoU": 60.0,
-            "R@0.3": 100.0,
-            "R@0.5": 100.0,
-            "R@0.7": 0.0,
-            "parse_fail": 0.0,
-            "format": 100.0,
-            "missing_videos": 0,
-        }
-    )
+    assert grounding.process_results(TVG, answer_only) == pytest.approx(SPAN_3_7)
 
 
 @pytest.mark.parametrize(

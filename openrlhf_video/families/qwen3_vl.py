@@ -64,8 +64,7 @@ class Qwen3VL(Family):
         return Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     def build_tiny(self, out_dir, seed: int) -> None:
-        import torch
-        from transformers import GenerationConfig, Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+        from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
         template = CHAT_TEMPLATE.replace("{GENERATION_PROMPT}", self.generation_prompt)
         tokenizer = tiny_model.build_tokenizer(chat_template=template, added_tokens=ADDED_TOKENS)
@@ -82,15 +81,7 @@ class Qwen3VL(Family):
             vision_start_token_id=ids["<|vision_start|>"],
             vision_end_token_id=ids["<|vision_end|>"],
         )
-        torch.manual_seed(seed)
-        model = model_class(config).eval()
-        tiny_model.round_to_bf16(model)
-        model.generation_config = GenerationConfig(
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-            pad_token_id=ids["<|endoftext|>"],
-        )
-        model.save_pretrained(out_dir)
+        tiny_model.save_random_model(model_class, config, ids, seed, out_dir)
         # Real checkpoints' processors (patch 16, merge 2: 32-pixel tokens) with small pixel budgets:
         # the video budget is for all frames together in this processor.
         processor = Qwen3VLProcessor(
