@@ -50,6 +50,20 @@ CASES = [
 ]  # fmt: skip
 
 
+def _recipes_pins() -> dict[str, str]:
+    """{name: version} that setup.py's [recipes] extra pins (as the installed metadata has them)."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in requires("openrlhf-video") or []:
+        req = Requirement(line)
+        if req.marker and req.marker.evaluate({"extra": "recipes"}):
+            pins[req.name] = next(spec.version for spec in req.specifier if spec.operator == "==")
+    return pins
+
+
 def _example_data():
     spec = importlib.util.spec_from_file_location("verl_data_example", REPO / "examples" / "verl_data.py")
     module = importlib.util.module_from_spec(spec)
@@ -99,6 +113,7 @@ def test_verl_reward_loop_stacks_the_scores_and_components_of_score(tmp_path, ti
     assert run.returncode == 0, run.stderr[-6000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["example_reward"] == {"path": "pkg://reward_plugins.adapters", "name": "compute_score"}
+    assert out["versions"]["verl"] == _recipes_pins()["verl"]  # the release setup.py's [recipes] names
 
     expected = [
         score(response, record_label(record), think=think is not False)

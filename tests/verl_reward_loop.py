@@ -20,6 +20,7 @@ as a file path (`custom_reward_function.path=.../adapters.py`) instead of the ex
 import json
 import os
 import sys
+from importlib.metadata import version
 
 
 def compose(config_dir: str, config_name: str, overrides: list[str]):
@@ -65,6 +66,23 @@ def rollout_batch(config, tokenizer, parquet: str, responses: list[str]):
     return batch.union(generated)
 
 
+def start_ray(num_cpus: int, attempts: int = 3) -> None:
+    """ray.init, retried. Ray 2.55's raylet gives the dashboard agent a fixed 15 s to write its port
+    file and aborts when the agent takes longer to start (a loaded machine: seen in CI); ray.init
+    then fails with "The current node timed out during startup". A new cluster usually starts."""
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+            return
+        except Exception as error:
+            ray.shutdown()
+            if attempt == attempts:
+                raise
+            print(f"ray.init failed ({error}); starting a new cluster ({attempt}/{attempts - 1})", file=sys.stderr)
+
+
 def main(spec_path: str, out_path: str) -> None:
     import numpy as np
     import ray
@@ -77,7 +95,7 @@ def main(spec_path: str, out_path: str) -> None:
 
     with open(spec_path) as f:
         spec = json.load(f)
-    result = {"batches": []}
+    result = {"batches": [], "versions": {name: version(name) for name in ("verl", "transformers", "ray", "torch")}}
 
     # The example config as a researcher launches it (only the model named): verl's main_ppo checks.
     example = compose(spec["config_dir"], spec["config_name"], spec["example_overrides"])
@@ -92,7 +110,7 @@ def main(spec_path: str, out_path: str) -> None:
     )
     tokenizer = hf_tokenizer(config.actor_rollout_ref.model.path)
 
-    ray.init(num_cpus=config.reward.num_workers, include_dashboard=False, log_to_driver=True)
+    start_ray(num_cpus=config.reward.num_workers)
     try:
         manager = RewardLoopManager(config)
         by_file = load_reward_manager(file_config, tokenizer)  # what each RewardLoopWorker builds
