@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import torch
 
+from openrlhf_video.progress import progress
 from reward_plugins import PRESETS
 
 MAX_LEN = 2048  # --data.max_len: prompt (video tokens included) + response
@@ -253,7 +254,6 @@ def train(
     torch's generator: a rerun on the same machine repeats every step."""
     from openrlhf.models import Actor
     from openrlhf.utils import get_tokenizer
-    from tqdm import tqdm
 
     if n_samples < 2:  # group_norm divides by the std of a one-sample group: NaN weights (OpenRLHF refuses it too)
         raise ValueError(f"n_samples {n_samples}: GRPO compares the samples of a prompt, it needs at least 2")
@@ -274,7 +274,7 @@ def train(
     order = random.Random(seed)
     queue, history = [], []
     with open(out_dir / "rollouts.jsonl", "w") as log:
-        for step in tqdm(range(1, steps + 1), desc="GRPO steps"):
+        for step in progress(range(1, steps + 1), desc="GRPO steps"):
             if len(queue) < prompts_per_step:
                 queue += order.sample(rows, len(rows))
             step_rows, queue = queue[:prompts_per_step], queue[prompts_per_step:]

@@ -37,9 +37,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tqdm import tqdm
-
 from openrlhf_video.data import DataError, Skips, label_json, load_config, render_prompt
+from openrlhf_video.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -466,7 +465,7 @@ def select(args) -> int:
             # costs ~3 ms, which would dominate a --rollouts run.
             with (
                 open(stats_path, "a") as stats_file,
-                tqdm(total=len(records), initial=len(records) - len(todo), desc="select", unit="record") as bar,
+                progress(total=len(records), initial=len(records) - len(todo), desc="select", unit="record") as bar,
             ):
                 synced = time.monotonic()
                 for record, responses, error in source:

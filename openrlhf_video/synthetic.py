@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from openrlhf_video.progress import progress
+
 VERSION = 2  # bump when the pictures change, so cached files are rebuilt
 COLORS = {
     "red": (220, 30, 30), "green": (30, 200, 30), "blue": (40, 60, 230), "yellow": (230, 220, 30),
@@ -118,12 +120,10 @@ def make_synthetic_dataset(
     clip, or those of `tasks`; 6-12 s clips at 10 fps, or all `duration` s long, varied spans and
     colours, drawn from `colors`, default all eight). Returns `out_dir`, which is the records' video_root (their
     `video` paths are relative to it)."""
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     records = []
-    for k in tqdm(range(n_videos), desc="synthetic videos"):
+    for k in progress(range(n_videos), desc="synthetic videos"):
         drawn = rng.randrange(60, 121) / 10  # 0.1 s steps, so duration * fps frames exactly
         clip_s = drawn if duration is None else duration
         length = rng.randrange(15, int(clip_s * 5) + 1) / 10  # 1.5 s up to half the clip

@@ -10,8 +10,7 @@ import json
 import random
 from pathlib import Path
 
-from tqdm import tqdm
-
+from openrlhf_video.progress import progress
 from reward_plugins import record_label
 
 THINK = "<think>I watch the video and find the square.</think>"
@@ -76,13 +75,13 @@ def warm_start(model_dir, records: list[dict], out_dir, *, steps: int = 300, lr:
     # Train on the positions vLLM will sample with (for Qwen2.5-VL transformers' own rule differs after a video).
     families.for_model(model_dir).positions_as_rolled_out(model)
     examples = [training_example(processor, r, think=think, fps=fps, total_pixels=total_pixels)
-                for r in tqdm(records, desc="warm-start inputs")]  # fmt: skip
+                for r in progress(records, desc="warm-start inputs")]  # fmt: skip
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / steps if decay else 1.0)
     rng = random.Random(seed)
     model.train()
-    for _ in (bar := tqdm(range(steps), desc="warm start")):
+    for _ in (bar := progress(range(steps), desc="warm start")):
         loss = model(**rng.choice(examples)).loss
         loss.backward()
         optimizer.step()

@@ -11,8 +11,6 @@ import math
 import shlex
 import sys
 
-from tqdm import tqdm
-
 from openrlhf_video.data.records import (
     FORMATS,
     SPAN_SLACK_S,
@@ -25,6 +23,7 @@ from openrlhf_video.data.records import (
     validate_record,
     write_jsonl,
 )
+from openrlhf_video.progress import progress
 
 
 def _is_config(path: str) -> bool:
@@ -59,7 +58,7 @@ def check(args) -> int:
         located = list(located_dataset(entry, skips=skips))
         found = list(skips.problems)
         durations = {}  # video -> seconds, for the videos that decode
-        for where, record in tqdm(located, desc=f"checking {entry['path'].name}", disable=args.no_decode):
+        for where, record in progress(located, desc=f"checking {entry['path'].name}", disable=args.no_decode):
             try:
                 # Results are keyed by id downstream (selection statistics, eval logs). A file listed
                 # twice in a config repeats its `where`s, so the entry is part of what is compared.

@@ -9,9 +9,8 @@ which vLLM and the HF processor expand to the video's tokens.
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from openrlhf_video.data.records import DataError, Skips, write_jsonl
+from openrlhf_video.progress import progress
 from reward_plugins.scoring import record_label
 
 # Temporal-R1's R1 system prompt (its training scripts). Its last sentence there, "Output the
@@ -89,7 +88,7 @@ class VideoPromptDataset:
     ):
         skips = skips or Skips(0)
         self.rows = []
-        for record in tqdm(records, desc="prompts", disable=len(records) < 1000):
+        for record in progress(records, desc="prompts", disable=len(records) < 1000):
             # Absolute: Ray workers run where `ray start` ran, not where the rows were written.
             path = (Path(video_root, record["video"]) if video_root else Path(record["video"])).absolute()
             if not path.is_file():
