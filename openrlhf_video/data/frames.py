@@ -178,6 +178,11 @@ def _read_decord(path: Path, plan):
     import decord
     from PIL import Image
 
+    # decord turns its FFmpeg's error log on at import: lines upon lines per corrupt video ("[h264 @
+    # 0x...] Invalid NAL unit size", "moov atom not found") where the DataError naming the file says
+    # it once (PyAV 15 keeps its FFmpeg quiet by default). OPENRLHF_VIDEO_VERBOSE=1 shows them.
+    if os.environ.get("OPENRLHF_VIDEO_VERBOSE") != "1":
+        decord.logging.set_level(decord.logging.QUIET)
     reader = decord.VideoReader(str(path), num_threads=0)
     total, video_fps = len(reader), reader.get_avg_fps()
     height, width = reader[0].shape[:2]
