@@ -53,43 +53,56 @@ REHEARSAL = {
 LEARN_DATA = {"colors": ["blue", "green", "red", "yellow"], "square": 1.0, "tasks": ("oeqa",), "duration": 4.0}
 
 
+def defaults(name: str) -> str:
+    """A flag's defaults as its help shows them, "[rehearsal's / --learn's]", read from the two
+    dicts so that the help cannot go stale when they are re-tuned (one value when they agree)."""
+    shown = [("on" if mode[name] else "off") if isinstance(mode[name], bool) else str(mode[name])
+             for mode in (REHEARSAL, LEARN)]  # fmt: skip
+    return f"[{shown[0]}]" if shown[0] == shown[1] else f"[{shown[0]} / {shown[1]}]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openrlhf-video demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output directory (data, checkpoints, summary.json, report.png)")
     p.add_argument("--learn", action="store_true",
                    help="the learning version: a colour task the tiny model can learn from the video, the larger "
-                        "tiny model, 64 held-out clips (defaults in brackets below are the rehearsal's / --learn's)")  # fmt: skip
-    p.add_argument("--videos", type=int, help="synthetic training clips (4 records each; 1 with --learn) [8 / 64]")
-    p.add_argument("--eval-videos", type=int, help="held-out synthetic clips for evaluation [4 / 64]")
+                        f"tiny model, {LEARN['eval_videos']} held-out clips (defaults in brackets below are the rehearsal's / --learn's)")  # fmt: skip
+    p.add_argument(
+        "--videos", type=int, help=f"synthetic training clips (4 records each; 1 with --learn) {defaults('videos')}"
+    )
+    p.add_argument("--eval-videos", type=int, help=f"held-out synthetic clips for evaluation {defaults('eval_videos')}")
     # 400 steps at 2e-3 give rollouts that mostly have the format and vary in content for every
     # warm-start seed tried (format 0.79-0.95 at temperature 1, selection kept 24-27 of 32 records);
     # 200 steps swung with the seed from format 0.04 (kept 3) to 0.69, 300 from 0.71 to 0.85.
     p.add_argument("--warm-start-steps", type=int,
-                   help="supervised steps on the answer format before RL (0: start from the random model) [400]")  # fmt: skip
-    p.add_argument("--warm-start-lr", type=float, help="[2e-3 / 1e-3]")
-    p.add_argument("--k", type=int, help="selection rollouts per record [8 / 4]")
-    p.add_argument("--steps", type=int, help="GRPO steps [6 / 15]")
-    p.add_argument("--prompts-per-step", type=int, help="[4]")
-    p.add_argument("--samples", type=int, help="GRPO group size (rollouts per prompt) [4 / 8]")
-    p.add_argument("--max-new-tokens", type=int, help="room for the warm start's longest answer (~64 tokens) [80 / 40]")
-    # Adam moves every weight by ~lr per step: 1e-3 wiped out the warm start's format in 3 steps.
-    p.add_argument("--lr", type=float, help="GRPO learning rate [1e-4]")
-    p.add_argument("--updates", type=int, help="PolicyLoss updates per rollout batch (PPO epochs) [1]")
-    p.add_argument("--kl", type=float, help="k3 KL loss coefficient towards the warm start (0: no reference model) [0]")
-    p.add_argument("--lmms-eval", action=argparse.BooleanOptionalAction,
-                   help="the lmms-eval before/after stages (Charades-STA, NExT-GQA) [on / off: --learn has no such records]")  # fmt: skip
-    # Frame sampling for every stage, the warm start's own defaults: train and roll out alike.
-    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second")
-    p.add_argument("--total-pixels", type=int, default=64 * 28 * 28 * 4, help="pixel budget of all of a video's frames")
+                   help=f"supervised steps on the answer format before RL (0: start from the random model) {defaults('warm_start_steps')}")  # fmt: skip
+    p.add_argument("--warm-start-lr", type=float, help=f"learning rate of the warm start {defaults('warm_start_lr')}")
+    p.add_argument("--k", type=int, help=f"selection rollouts per record {defaults('k')}")
+    p.add_argument("--steps", type=int, help=f"GRPO steps {defaults('steps')}")
     p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the data, the warm start and selection (and of RL unless --rl-seed)",
+        "--prompts-per-step", type=int, help=f"prompts in each GRPO step's batch {defaults('prompts_per_step')}"
     )
+    p.add_argument("--samples", type=int, help=f"GRPO group size (rollouts per prompt) {defaults('samples')}")
+    p.add_argument("--max-new-tokens", type=int,
+                   help=f"room for the warm start's longest answer (~64 tokens) {defaults('max_new_tokens')}")  # fmt: skip
+    # Adam moves every weight by ~lr per step: 1e-3 wiped out the warm start's format in 3 steps.
+    p.add_argument("--lr", type=float, help=f"GRPO learning rate {defaults('lr')}")
+    p.add_argument(
+        "--updates", type=int, help=f"PolicyLoss updates per rollout batch (PPO epochs) {defaults('updates')}"
+    )
+    p.add_argument("--kl", type=float,
+                   help=f"k3 KL loss coefficient towards the warm start (0: no reference model) {defaults('kl')}")  # fmt: skip
+    p.add_argument("--lmms-eval", action=argparse.BooleanOptionalAction,
+                   help=f"the lmms-eval before/after stages (Charades-STA, NExT-GQA; --learn's data has none) {defaults('lmms_eval')}")  # fmt: skip
+    # Frame sampling for every stage, the warm start's own defaults: train and roll out alike.
+    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second [%(default)s]")
+    p.add_argument("--total-pixels", type=int, default=64 * 28 * 28 * 4,
+                   help="pixel budget of all of a video's frames [%(default)s]")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data, the warm start and selection (and of RL unless --rl-seed) [%(default)s]")  # fmt: skip
     p.add_argument("--rl-seed", type=int, help="seed of GRPO: prompt order, every rollout's sampling, torch [--seed]")
     p.add_argument("--model-family", default="qwen2_5_vl", choices=families.names(),
-                   help="the tiny model's family (also lmms-eval's model class in the evals)")  # fmt: skip
+                   help="the tiny model's family (also lmms-eval's model class in the evals) [%(default)s]")  # fmt: skip
     return p
 
 

@@ -48,22 +48,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     video = parser.add_argument_group("openrlhf-video")
     video.add_argument("-h", "--help", action="store_true", help="this help, then OpenRLHF's")
-    video.add_argument("--video.fps", type=float, default=2.0, help="frames sampled per second of video")
+    video.add_argument(
+        "--video.fps", type=float, default=2.0, help="frames sampled per second of video (default: %(default)s)"
+    )
     video.add_argument(
         "--video.total_pixels", type=int, default=2048 * 28 * 28,
-        help="pixel budget of all a video's frames (28x28 pixels per visual token; default 2048 tokens)",
+        help="pixel budget of all a video's frames, 28x28 per visual token (default: %(default)s, 2048 tokens)",
     )  # fmt: skip
     video.add_argument(
         "--video.no_think", action="store_true",
         help="reward the no-think format (<answer> only), for rows written by `data rows --no-think`",
     )  # fmt: skip
     video.add_argument(
-        "--video.reward_weights", default="", help='override the reward presets, e.g. "iou=0.7,format=0.3"'
+        "--video.reward_weights",
+        default="",
+        help='override the reward presets, e.g. "iou=0.7,format=0.3" (default: the presets)',
     )
     video.add_argument(
         "--video.min_reward_std", type=float, default=0.0,
         help="online variance filter: keep a prompt's group only if its reward std is above this "
-        "(0 = off). Uses OpenRLHF's dynamic filtering; do not combine with --algo.dynamic_filtering_range.",
+        "(0 = off; default: %(default)s). Uses OpenRLHF's dynamic filtering; do not combine with --algo.dynamic_filtering_range.",
     )  # fmt: skip
     video.add_argument(
         "--video.dry_run", action="store_true",

@@ -2,6 +2,7 @@
 variable) and exit code 2, never a Python traceback, and before any model or Ray starts."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -94,3 +95,36 @@ def test_eval_help_shows_ours_first_then_lmms_evals():
     ours, _, theirs = done.stdout.partition("lmms-eval's own arguments follow.")
     assert ours.startswith("usage: openrlhf-video eval") and "rlt_nextgqa" in ours and "RLT_<TASK>_ANNOTATIONS" in ours
     assert "usage: openrlhf-video eval [-h]" in theirs and "usage: -c" not in theirs and "--model_args" in theirs
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["train"], ["select"], ["eval"], ["serve-reward"], ["data", "convert"], ["data", "check"], ["data", "rows"],
+     ["demo"]],
+)  # fmt: skip
+def test_help_of_every_subcommand_shows_defaults(command):
+    from openrlhf_video.cli import SUBCOMMANDS
+
+    assert command[0] in SUBCOMMANDS and len(SUBCOMMANDS) == 6  # a new subcommand joins this list
+    done = run_cli(*command, "--help")
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
+    # ours, before OpenRLHF's or lmms-eval's own help: "(default: 2.0)", or the demo's "[8 / 64]"
+    # (the rehearsal's / --learn's default)
+    ours = re.split(r"OpenRLHF train_ppo_ray flags|lmms-eval's own arguments follow", done.stdout)[0]
+    assert re.search(r"\(default: |\[[\w.]+( / [\w.]+)?\]", ours), ours[:3000]
+
+
+def test_demo_help_shows_every_flags_defaults_as_the_modes_set_them():
+    """Every demo flag has a help that ends in its default(s), and the two modes' defaults are
+    the values of demo.REHEARSAL and demo.LEARN (re-tuned there, never stale in the help)."""
+    from openrlhf_video import demo
+
+    for action in demo.build_parser()._actions:
+        if action.dest in ("help", "out", "learn"):
+            continue
+        text = action.help % vars(action)  # as argparse expands it
+        assert re.search(r"\[[^\]]+\]$", text), action.option_strings
+        if action.dest in demo.REHEARSAL:
+            for mode in (demo.REHEARSAL, demo.LEARN):
+                value = mode[action.dest]
+                assert (("on" if value else "off") if isinstance(value, bool) else str(value)) in text, text
