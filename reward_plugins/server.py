@@ -105,7 +105,13 @@ def main(argv: list[str]) -> int:
         default=True,
         help="format reward expects <think>…</think><answer>…</answer> (default) or only <answer>",
     )
-    parser.add_argument("--weights", default="", help="override preset weights, e.g. iou=0.7,format=0.3")
+    parser.add_argument(
+        "--reward-weights",
+        default="",
+        help="override the reward presets, e.g. iou=0.7,format=0.3 (train: --video.reward_weights)",
+    )
+    # The flag's first name, which the README showed; hidden, so the help names one flag per concept.
+    parser.add_argument("--weights", dest="reward_weights", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--max-body-mb", type=int, default=256, help="largest accepted request body")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (scoring is GIL-bound)")
     args = parser.parse_args(argv)
@@ -116,9 +122,9 @@ def main(argv: list[str]) -> int:
         if not token:
             parser.error(f"--token-env {args.token_env}: that environment variable is unset or empty")
     try:
-        weights = parse_weights(args.weights)
+        weights = parse_weights(args.reward_weights)
     except ValueError as error:
-        parser.error(f"--weights: {error}")
+        parser.error(f"--reward-weights: {error}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("serving on %s without a token: anyone who can reach it can use it", args.host)

@@ -120,12 +120,13 @@ def test_health_reports_settings_and_counts(server):
     assert after["requests"] == before["requests"] + 1 and after["responses"] == before["responses"] + 2
 
 
-def test_bad_command_line_fails_with_a_message():
+@pytest.mark.parametrize("flag", ["--reward-weights", "--weights"])  # the second: its old name, hidden
+def test_bad_command_line_fails_with_a_message(flag, capsys):
     from reward_plugins.server import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--weights", "precision=2"])
-    assert exit_info.value.code == 2
+        main([flag, "precision=2"])
+    assert exit_info.value.code == 2 and "--reward-weights: " in capsys.readouterr().err
 
 
 def test_openrlhf_http_client_gets_rewards(server):
