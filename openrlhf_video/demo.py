@@ -17,9 +17,11 @@ import shlex
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from openrlhf_video import families
+from openrlhf_video.cli import QUIET_ENV
 
 HONEST_NOTE = (
     "A rehearsal of the pipeline on a tiny toy model (~0.7 M parameters, random then briefly warm-started) and "
@@ -128,9 +130,13 @@ def main(argv: list[str]) -> int:
         )
     if args.kl < 0:
         parser.error(f"--kl {args.kl}: must be at least 0")
+    if args.learn and args.model_family != "qwen2_5_vl":  # here, while the terminal shows our errors
+        parser.error("--learn has a larger tiny model for --model-family qwen2_5_vl only")
     # vLLM's CPU worker logs a warning for every torch.set_num_threads call (hundreds per run) and
-    # for each weight-less layer at every weight sync; errors still show. Override to see all.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    # for each weight-less layer at every weight sync; errors still show. A level of the user's own
+    # wins; cli.py's quiet default (WARNING) is already set when this runs.
+    if os.environ.get("VLLM_LOGGING_LEVEL") in (None, QUIET_ENV["VLLM_LOGGING_LEVEL"]):
+        os.environ["VLLM_LOGGING_LEVEL"] = "ERROR"
     # The rollout executor and the reward take their settings from the environment only.
     os.environ["OPENRLHF_VIDEO_FPS"] = str(args.fps)
     os.environ["OPENRLHF_VIDEO_TOTAL_PIXELS"] = str(args.total_pixels)
@@ -149,17 +155,60 @@ def main(argv: list[str]) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         parser.error(f"--out {out}: {e.strerror}")
+    log = out / "demo.log"
+    terminal_stderr = log_everything_to(log)
+    say(f"the full log: {log}")
+    try:
+        code = run(args, out)
+    except Exception:  # noqa: BLE001 - its traceback goes to the log, the log's end to the terminal
+        traceback.print_exc()
+        code = 1
+    if code != 0:
+        sys.stderr.flush()
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        print(f"openrlhf-video demo failed; the end of its log ({log}):\n{tail}", file=terminal_stderr, flush=True)
+    return code
+
+
+# The terminal's stdout once `log_everything_to` has sent fds 1 and 2 to the log (None before).
+_terminal = None
+
+
+def log_everything_to(log: Path):
+    """From now to the end of the process, fds 1 and 2 go to `log`: ours, third-party, C-level and
+    child processes' output, and what libraries print at exit (triton's ~50-line nanobind leak
+    report). `say` writes the demo's own lines to the terminal as well. Returns the terminal's stderr."""
+    global _terminal
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _terminal, terminal_stderr = open(os.dup(1), "w", buffering=1), open(os.dup(2), "w", buffering=1)
+    with open(log, "w") as file:
+        os.dup2(file.fileno(), 1)
+        os.dup2(file.fileno(), 2)
+    sys.stdout.reconfigure(line_buffering=True)  # in order with stderr in the log
+    return terminal_stderr
+
+
+def say(*parts) -> None:
+    """print() for the demo's own lines (stages, results, the table): to the log and the terminal."""
+    print(*parts, flush=True)
+    if _terminal is not None:
+        print(*parts, file=_terminal, flush=True)
+
+
+def run(args, out: Path) -> int:
+    """The eight stages, into `out`."""
     seconds, commands = {}, []
     stage_names = ["data", "data check", "warm start", "selection", "eval before", "GRPO", "eval after", "report"]
     started = time.time()
 
     def stage(name: str, what: str):
         seconds[name] = time.time()  # turned into a duration by `done`
-        print(f"\n[{stage_names.index(name) + 1}/{len(stage_names)}] {name}: {what}", flush=True)
+        say(f"\n[{stage_names.index(name) + 1}/{len(stage_names)}] {name}: {what}")
 
     def done(name: str):
         seconds[name] = round(time.time() - seconds[name], 1)
-        print(f"    {name} took {seconds[name]:.1f} s", flush=True)
+        say(f"    {name} took {seconds[name]:.1f} s")
 
     from openrlhf_video.synthetic import make_synthetic_dataset
     from openrlhf_video.tiny_model import build_tiny_model, build_tiny_qwen25vl
@@ -172,8 +221,6 @@ def main(argv: list[str]) -> int:
                                         **(LEARN_DATA if args.learn else {}))  # fmt: skip
         configs[split] = folder / "data.yaml"
         configs[split].write_text("datasets:\n  - path: records.jsonl\n    format: records\n    video_root: .\n")
-    if args.learn and args.model_family != "qwen2_5_vl":
-        raise SystemExit("openrlhf-video demo: --learn has a larger tiny model for --model-family qwen2_5_vl only")
     tiny_model = build_tiny_qwen25vl(size="learn") if args.learn else build_tiny_model(args.model_family)
     done("data")
 
@@ -196,12 +243,12 @@ def main(argv: list[str]) -> int:
 
         policy = warm_start(tiny_model, train_records, out / "warm_start", steps=args.warm_start_steps, lr=args.warm_start_lr,
                             seed=args.seed, fps=args.fps, total_pixels=args.total_pixels, decay=args.learn)  # fmt: skip
-        print(
+        say(
             f"    the policy is WARM-STARTED: the tiny model after {args.warm_start_steps} supervised steps on ground-truth answers"
         )
     else:
         policy = tiny_model
-        print("    no warm start: the random tiny model rarely writes the answer format, so most GRPO groups are flat")
+        say("    no warm start: the random tiny model rarely writes the answer format, so most GRPO groups are flat")
     done("warm start")
 
     stage("selection", f"{args.k} rollouts per record with vLLM (CPU), keep the records whose rewards vary")
@@ -218,7 +265,7 @@ def main(argv: list[str]) -> int:
     # GRPO on flat groups does nothing; rather than stop the rehearsal, train on everything and say so.
     selection["fallback_to_all_records"] = len(kept) < args.prompts_per_step
     if selection["fallback_to_all_records"]:
-        print(
+        say(
             f"    WARNING: selection kept {len(kept)} records, fewer than one GRPO step needs; GRPO uses all {len(train_records)}"
         )
         kept = train_records
@@ -255,8 +302,8 @@ def main(argv: list[str]) -> int:
             f"{name} {'-' if m[name] is None else format(m[name], '.3f')}"
             for name in ("reward", "format", "iou", "accuracy")
         ]
-        print(f"    step {m['step']}: {'  '.join(parts)}  loss {m['policy_loss']:+.4f}  "
-              f"flat groups {m['zero_std_groups']}/{args.prompts_per_step}  {m['seconds']:.1f} s", flush=True)  # fmt: skip
+        say(f"    step {m['step']}: {'  '.join(parts)}  loss {m['policy_loss']:+.4f}  "
+            f"flat groups {m['zero_std_groups']}/{args.prompts_per_step}  {m['seconds']:.1f} s")  # fmt: skip
 
     trained, history = cpu_grpo.train(policy, rows, out / "policy", steps=args.steps, prompts_per_step=args.prompts_per_step,
                                       n_samples=args.samples, max_new_tokens=args.max_new_tokens, lr=args.lr,
@@ -293,15 +340,15 @@ def main(argv: list[str]) -> int:
     summary["total_seconds"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary)
-    print(f"\n{summary['note']}\nreport: {out / 'report.png'}\nsummary: {out / 'summary.json'}")
+    say(f"\n{summary['note']}\nreport: {out / 'report.png'}\nsummary: {out / 'summary.json'}\nlog: {out / 'demo.log'}")
     return 0
 
 
 def show_skill(when: str, result: dict) -> None:
     own, shuffled = result["own"]["accuracy"], result["shuffled"]["accuracy"]
     shuffled_text = "-" if shuffled is None else f"{sum(shuffled) / len(shuffled):.3f}"
-    print(f"    held-out colour accuracy {when} GRPO: {sum(own) / len(own):.3f} ({len(own)} clips), "
-          f"videos shuffled between them {shuffled_text}", flush=True)  # fmt: skip
+    say(f"    held-out colour accuracy {when} GRPO: {sum(own) / len(own):.3f} ({len(own)} clips), "
+        f"videos shuffled between them {shuffled_text}")  # fmt: skip
 
 
 def heldout_summary(skill: dict) -> dict:
@@ -342,7 +389,7 @@ def run_command(commands: list, *argv, env: dict | None = None) -> int:
     os.environ.update(env or {})
     commands.append(" ".join([*(f"{name}={shlex.quote(value)}" for name, value in (env or {}).items()),
                               f"openrlhf-video {shlex.join(argv)}"]))  # fmt: skip
-    print(f"    $ {commands[-1]}", flush=True)
+    say(f"    $ {commands[-1]}")
     return cli.main(argv)
 
 
@@ -447,26 +494,26 @@ def plot_report(summary: dict, selection_stats: Path, path: Path) -> None:
 
 
 def print_table(summary: dict) -> None:
-    print("\nstage            seconds")
+    say("\nstage            seconds")
     for name, value in summary["stage_seconds"].items():
-        print(f"  {name:<14} {value:>7.1f}")
-    print(f"  {'total':<14} {summary['total_seconds']:>7.1f}")
+        say(f"  {name:<14} {value:>7.1f}")
+    say(f"  {'total':<14} {summary['total_seconds']:>7.1f}")
     first, last = summary["grpo"][0], summary["grpo"][-1]
-    print(f"\nGRPO reward      step 1 {first['reward']:.3f} -> step {last['step']} {last['reward']:.3f}")
-    print(f"selection        kept {summary['selection']['kept']} of {summary['selection']['records']} records")
+    say(f"\nGRPO reward      step 1 {first['reward']:.3f} -> step {last['step']} {last['reward']:.3f}")
+    say(f"selection        kept {summary['selection']['kept']} of {summary['selection']['records']} records")
     held = summary["heldout"]
-    print(f"\nheld-out colour accuracy ({held['n']} clips, greedy)")
-    print(f"  before GRPO {held['before']:.3f}  after {held['after']:.3f}  "
-          f"gain {held['gain']['diff']:+.3f} ± {held['gain']['se']:.3f} (paired SE)")  # fmt: skip
+    say(f"\nheld-out colour accuracy ({held['n']} clips, greedy)")
+    say(f"  before GRPO {held['before']:.3f}  after {held['after']:.3f}  "
+        f"gain {held['gain']['diff']:+.3f} ± {held['gain']['se']:.3f} (paired SE)")  # fmt: skip
     if held["video_effect"] is not None:
         video = held["video_effect"]
-        print(f"  after GRPO, videos shuffled between clips {held['after_shuffled']:.3f}  "
-              f"after - shuffled {video['diff']:+.3f} ± {video['se']:.3f}")  # fmt: skip
-    print(f"  learned from the video (both differences >= 3 SE): {'YES' if held['learned'] else 'no'}")
+        say(f"  after GRPO, videos shuffled between clips {held['after_shuffled']:.3f}  "
+            f"after - shuffled {video['diff']:+.3f} ± {video['se']:.3f}")  # fmt: skip
+    say(f"  learned from the video (both differences >= 3 SE): {'YES' if held['learned'] else 'no'}")
     if summary["eval"]["before"] is None:
         return
-    print(f"\n{'eval (held-out)':<30} {'before':>8} {'after':>8}")
+    say(f"\n{'eval (held-out)':<30} {'before':>8} {'after':>8}")
     for task, metrics in EVAL_METRICS.items():
         for metric in metrics:
             before, after = summary["eval"]["before"][task][metric], summary["eval"]["after"][task][metric]
-            print(f"  {task + ' ' + metric:<28} {before:>8.1f} {after:>8.1f}")
+            say(f"  {task + ' ' + metric:<28} {before:>8.1f} {after:>8.1f}")

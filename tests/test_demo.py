@@ -169,6 +169,37 @@ def test_heldout_skill_before_after_and_shuffled_control_are_reported(demo):
     assert "held-out colour accuracy before GRPO" in stdout and "learned from the video" in stdout
 
 
+def test_the_terminal_shows_the_stages_and_demo_log_everything(demo):
+    """DIR/demo.log holds all output (our lines, the subcommands', lmms-eval's child process,
+    progress bars as whole lines); the terminal only the demo's own lines, a few dozen."""
+    out, stdout, _ = demo
+    log = (out / "demo.log").read_text()
+    assert all(line in log for line in stdout.splitlines())
+    assert "all records OK" in log and "Selected Tasks" in log  # data check's report, lmms-eval's log
+    assert "all records OK" not in stdout and "Selected Tasks" not in stdout and "it/s]" not in stdout
+    ours = [line for line in log.split("\n") if line.startswith(("warm start:", "select:", "GRPO steps:"))]
+    assert len(ours) >= 10 and not [line for line in ours if "\r" in line]
+    assert len(stdout.splitlines()) <= 70 < len(log.splitlines())
+
+
+def test_a_failing_demo_names_its_log_and_shows_its_end(tmp_path):
+    """All output goes to DIR/demo.log at the file-descriptor level; when a stage raises, the
+    terminal says where the log is and shows its last lines (the traceback's end among them)."""
+    code = (
+        "import os, sys\nimport openrlhf_video.synthetic as synthetic\n"
+        "def broken(*args, **kwargs):\n    os.write(1, b'chatter written to fd 1\\n')\n"
+        "    raise RuntimeError('the data stage broke')\n"
+        "synthetic.make_synthetic_dataset = broken\nfrom openrlhf_video import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    command = [sys.executable, "-c", code, "demo", "--out", str(tmp_path)]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    log = (tmp_path / "demo.log").read_text()
+    assert run.returncode == 1 and "chatter written to fd 1" in log and "RuntimeError: the data stage broke" in log
+    assert "[1/8] data:" in run.stdout and "chatter" not in run.stdout and "Traceback" not in run.stdout
+    assert f"({tmp_path / 'demo.log'})" in run.stderr and "RuntimeError: the data stage broke" in run.stderr
+    assert len(run.stderr.splitlines()) <= 25
+
+
 def test_rl_seed_defaults_to_seed():
     from openrlhf_video import demo
 
