@@ -101,6 +101,7 @@ def test_eval_help_shows_ours_first_then_lmms_evals():
     "command",
     [["train"], ["select"], ["eval"], ["serve-reward"], ["data", "convert"], ["data", "check"], ["data", "rows"],
      ["demo"]],
+    ids="-".join,
 )  # fmt: skip
 def test_help_of_every_subcommand_shows_defaults(command):
     from openrlhf_video.cli import SUBCOMMANDS
