@@ -140,13 +140,15 @@ def rollout(
 
 
 def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_new_tokens: int, max_norm: float = 1.0,
-              updates: int = 1, kl_coef: float = 0.0, reference=None, seed: int | None = None):  # fmt: skip
+              updates: int = 1, train_batch_size: int | None = None, kl_coef: float = 0.0, reference=None,
+              seed: int | None = None):  # fmt: skip
     """One GRPO step on `rows`: rollouts, group_norm advantages, `updates` PolicyLoss updates on the
     batch (the first at ratio 1; later ones clip), with OpenRLHF's k3 KL loss towards `reference`
     (the frozen starting policy) weighted `kl_coef` (train_ppo_ray's --algo.kl.use_loss), weight
     sync. Returns the step's metrics (reward and each component averaged over the samples whose
     task has it, loss, clip ratio, KL, grad norm, rollout/training log-prob gap, time) and the
-    executor's responses. `seed`: per-request sampling seeds (see `rollout`)."""
+    executor's responses. `train_batch_size`: samples per optimizer step (default: the whole batch).
+    `seed`: per-request sampling seeds (see `rollout`) and the order of the optimizer steps."""
     from openrlhf.models import PolicyLoss
     from openrlhf.models.utils import compute_approx_kl, masked_mean
     from openrlhf.trainer.ppo_utils.experience import Experience
@@ -188,21 +190,30 @@ def grpo_step(actor, optimizer, engine, processor, rows, *, n_samples: int, max_
     actor.train()
     policy_loss = PolicyLoss()
     losses, clips, kls, norms = [], [], [], []
+    # As ActorPPOTrainer.ppo_train: `updates` epochs (--train.max_epochs) over the batch, each in a
+    # shuffled order of optimizer steps of `train_batch_size` samples (--train.batch_size). Its own
+    # generator: vLLM draws from torch's global one as many times as it runs engine steps.
+    size = train_batch_size or len(responses)
+    shuffle = torch.Generator().manual_seed(seed or 0)
     for _ in range(updates):
-        log_probs = actor(batch.sequences, batch.action_mask, batch.attention_mask, **mm_inputs)
-        loss, clip_ratio, _, _, _ = policy_loss(
-            log_probs, batch.action_log_probs, advantages, action_mask=batch.action_mask
-        )
-        kl = torch.zeros(())
-        if kl_coef > 0:  # ActorPPOTrainer.training_step with --algo.kl.use_loss, k3 estimator
-            kl = masked_mean(compute_approx_kl(log_probs, base_log_probs, kl_estimator="k3"), batch.action_mask)
-        optimizer.zero_grad()
-        (loss + kl_coef * kl).backward()
-        norms.append(torch.nn.utils.clip_grad_norm_(actor.parameters(), max_norm).item())
-        optimizer.step()
-        losses.append(loss.item())
-        clips.append(clip_ratio.item())
-        kls.append(kl.item())
+        order = torch.randperm(len(responses), generator=shuffle)
+        for part in (order[i : i + size] for i in range(0, len(responses), size)):
+            mm_part = merge_mm_train_inputs([batch.mm_train_inputs[i] for i in part], "cpu")
+            mask = batch.action_mask[part]
+            log_probs = actor(batch.sequences[part], mask, batch.attention_mask[part], **mm_part)
+            loss, clip_ratio, _, _, _ = policy_loss(
+                log_probs, batch.action_log_probs[part], advantages[part], action_mask=mask
+            )
+            kl = torch.zeros(())
+            if kl_coef > 0:  # ActorPPOTrainer.training_step with --algo.kl.use_loss, k3 estimator
+                kl = masked_mean(compute_approx_kl(log_probs, base_log_probs[part], kl_estimator="k3"), mask)
+            optimizer.zero_grad()
+            (loss + kl_coef * kl).backward()
+            norms.append(torch.nn.utils.clip_grad_norm_(actor.parameters(), max_norm).item())
+            optimizer.step()
+            losses.append(loss.item())
+            clips.append(clip_ratio.item())
+            kls.append(kl.item())
     engine.load_weights(actor.model)
 
     mask = batch.action_mask.bool()
@@ -242,6 +253,7 @@ def train(
     lr: float,
     seed: int = 0,
     updates: int = 1,
+    train_batch_size: int | None = None,
     kl_coef: float = 0.0,
     engine=None,
     on_step=None,
@@ -280,7 +292,8 @@ def train(
             step_rows, queue = queue[:prompts_per_step], queue[prompts_per_step:]
             metrics, responses = grpo_step(
                 actor, optimizer, engine, processor, step_rows, n_samples=n_samples, max_new_tokens=max_new_tokens,
-                updates=updates, kl_coef=kl_coef, reference=reference, seed=step_seed(seed, step),
+                updates=updates, train_batch_size=train_batch_size, kl_coef=kl_coef, reference=reference,
+                seed=step_seed(seed, step),
             )  # fmt: skip
             for r in responses:
                 log.write(

@@ -28,9 +28,10 @@ HONEST_NOTE = (
     "synthetic videos: it shows that every stage runs end to end; it is not a result about the method."
 )
 LEARN_NOTE = (
-    "A toy that can learn: a tiny model (~2.9 M parameters), synthetic videos of a coloured square; held-out colour "
-    "accuracy before and after GRPO, and after GRPO with the videos shuffled between the clips (the control that "
-    "the skill comes from the video). Evidence that the RL loop works, not a result about the method at scale."
+    "A toy that can learn: a tiny model (~2.9 M parameters) warm-started on answers that ignore the video, synthetic "
+    "clips of a blue or yellow square; held-out colour accuracy before and after GRPO, and after GRPO with the videos "
+    "shuffled between the clips (the control that the skill comes from the video). Evidence that the RL loop works, "
+    "not a result about the method at scale."
 )
 # Eval metrics worth a line in the table and a bar in the plot (lmms-eval keys "<metric>,none").
 EVAL_METRICS = {"rlt_charades_sta": ("mIoU", "R@0.5", "format"), "rlt_nextgqa": ("Acc@QA", "mIoU", "format")}
@@ -38,21 +39,36 @@ EVAL_MIN_PIXELS = 4 * 28 * 28  # per frame, as training's min_pixels
 
 
 # `--learn`: the learning version (README, "Does GRPO learn?"). A task a tiny model can learn from
-# the video (the colour of a square that fills the frame, 4 colours, an open answer), the wider
-# and deeper tiny model (tiny_model.SIZES["learn"]), a warm start that stops partway (held-out
-# accuracy ~0.35, answers still mostly two colours), then GRPO with fresh rollouts every step.
+# the video (the colour of a square that fills the frame for the whole clip, blue or yellow, an
+# open answer), the wider and deeper tiny model (tiny_model.SIZES["learn"]), a warm start whose
+# answers ignore the video (`format_only`), then GRPO: 16 prompts x 4 samples a step, 8 Adam steps
+# on them (2 epochs of 16-sample batches), lr 3e-4 held near the warm start's format by a k3 KL.
 # Each value is a flag's default in that mode; a flag given on the command line wins.
 LEARN = {
-    "videos": 64, "eval_videos": 64, "warm_start_steps": 400, "warm_start_lr": 1e-3, "k": 4, "steps": 12,
-    "prompts_per_step": 8, "samples": 8, "max_new_tokens": 40, "lr": 3e-5, "updates": 2, "kl": 0.05,
-    "lmms_eval": False,
+    "videos": 64, "eval_videos": 128, "warm_start_steps": 400, "warm_start_lr": 1e-3, "k": 4, "steps": 16,
+    "prompts_per_step": 16, "samples": 4, "max_new_tokens": 40, "lr": 3e-4, "updates": 2, "kl": 0.05,
+    "lmms_eval": False, "train_batch_size": 16, "think": False,
 }  # fmt: skip
 REHEARSAL = {
     "videos": 8, "eval_videos": 4, "warm_start_steps": 400, "warm_start_lr": 2e-3, "k": 8, "steps": 6,
     "prompts_per_step": 4, "samples": 4, "max_new_tokens": 80, "lr": 1e-4, "updates": 1, "kl": 0.0,
-    "lmms_eval": True,
+    "lmms_eval": True, "train_batch_size": 16, "think": True,
 }  # fmt: skip
-LEARN_DATA = {"colors": ["blue", "green", "red", "yellow"], "square": 1.0, "tasks": ("oeqa",), "duration": 4.0}
+LEARN_DATA = {"colors": ["blue", "yellow"], "square": 1.0, "whole_clip": True, "tasks": ("oeqa",), "duration": 4.0}
+
+
+def format_only(records: list[dict], colors: list[str]) -> list[dict]:
+    """The records with answers that carry no information about the video: each true colour's
+    clips answered with every colour in turn, so a model fitted to them gives every colour the same
+    probability on any clip. The warm start then teaches the answer format and the colour words,
+    and whatever reading of the video the policy shows afterwards, GRPO taught it."""
+    seen = dict.fromkeys(colors, 0)
+    out = []
+    for record in records:
+        turn = seen[record["answer"]]
+        seen[record["answer"]] += 1
+        out.append(record | {"answer": colors[(colors.index(record["answer"]) + turn) % len(colors)]})
+    return out
 
 
 def defaults(name: str) -> str:
@@ -92,8 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--updates", type=int, help=f"PolicyLoss updates per rollout batch (PPO epochs) {defaults('updates')}"
     )
+    p.add_argument("--train-batch-size", type=int,
+                   help=f"samples per optimizer step (OpenRLHF's --train.batch_size) {defaults('train_batch_size')}")  # fmt: skip
     p.add_argument("--kl", type=float,
                    help=f"k3 KL loss coefficient towards the warm start (0: no reference model) {defaults('kl')}")  # fmt: skip
+    # --learn: the toy has nothing to reason about, and a fixed think sentence to copy is most of
+    # the tokens a high-lr step can break (format fell to 0.09 in one run with it).
+    p.add_argument("--think", action=argparse.BooleanOptionalAction,
+                   help=f"the R1 format, reasoning in <think> before the <answer> (--no-think: the answer only) {defaults('think')}")  # fmt: skip
     p.add_argument("--lmms-eval", action=argparse.BooleanOptionalAction,
                    help=f"the lmms-eval before/after stages (Charades-STA, NExT-GQA; --learn's data has none) {defaults('lmms_eval')}")  # fmt: skip
     # Frame sampling for every stage, the warm start's own defaults: train and roll out alike.
@@ -140,7 +162,7 @@ def main(argv: list[str]) -> int:
     # The rollout executor and the reward take their settings from the environment only.
     os.environ["OPENRLHF_VIDEO_FPS"] = str(args.fps)
     os.environ["OPENRLHF_VIDEO_TOTAL_PIXELS"] = str(args.total_pixels)
-    os.environ["OPENRLHF_VIDEO_THINK"] = "1"
+    os.environ["OPENRLHF_VIDEO_THINK"] = "1" if args.think else "0"
     # One torch thread: the same arithmetic on any machine (a reduction split over more threads
     # sums in another order), and no oversubscription. With 2 threads on 2 busy cores the warm
     # start ran 60x slower (0.3 vs 20 steps/s: OpenMP threads waiting for descheduled peers).
@@ -214,7 +236,7 @@ def run(args, out: Path) -> int:
     from openrlhf_video.tiny_model import build_tiny_model, build_tiny_qwen25vl
 
     stage("data", f"{args.videos} training and {args.eval_videos} held-out synthetic clips, tiny {args.model_family}"
-          + (" (--learn: the colour of a full-frame square, 4 colours; the larger tiny model)" if args.learn else ""))  # fmt: skip
+          + (" (--learn: a blue or yellow square filling the frame; the larger tiny model)" if args.learn else ""))  # fmt: skip
     configs = {}
     for split, n_videos, seed in (("train", args.videos, args.seed), ("eval", args.eval_videos, args.seed + 1000)):
         folder = make_synthetic_dataset(out / f"{split}_data", n_videos=n_videos, seed=seed,
@@ -241,11 +263,12 @@ def run(args, out: Path) -> int:
     if args.warm_start_steps > 0:
         from openrlhf_video.warm_start import warm_start
 
-        policy = warm_start(tiny_model, train_records, out / "warm_start", steps=args.warm_start_steps, lr=args.warm_start_lr,
-                            seed=args.seed, fps=args.fps, total_pixels=args.total_pixels, decay=args.learn)  # fmt: skip
-        say(
-            f"    the policy is WARM-STARTED: the tiny model after {args.warm_start_steps} supervised steps on ground-truth answers"
-        )
+        # --learn: the warm start's answers say nothing about the video (see `format_only`).
+        warm_records = format_only(train_records, LEARN_DATA["colors"]) if args.learn else train_records
+        policy = warm_start(tiny_model, warm_records, out / "warm_start", steps=args.warm_start_steps, lr=args.warm_start_lr,
+                            seed=args.seed, fps=args.fps, total_pixels=args.total_pixels, decay=args.learn, think=args.think)  # fmt: skip
+        say(f"    the policy is WARM-STARTED: the tiny model after {args.warm_start_steps} supervised steps on "
+            + ("the answer format, with answers independent of the video" if args.learn else "ground-truth answers"))  # fmt: skip
     else:
         policy = tiny_model
         say("    no warm start: the random tiny model rarely writes the answer format, so most GRPO groups are flat")
@@ -256,7 +279,7 @@ def run(args, out: Path) -> int:
     code = run_command(
         commands, "select", "--data", configs["train"], "--policy", policy, "--out", out / "selection", "--k", args.k,
         "--max-new-tokens", args.max_new_tokens, "--max-len", 2048, "--fps", args.fps,
-        "--total-pixels", args.total_pixels, "--engine", "local", "--seed", args.seed,
+        "--total-pixels", args.total_pixels, "--engine", "local", "--seed", args.seed, *([] if args.think else ["--no-think"]),
     )  # fmt: skip
     if code != 0:
         return code
@@ -285,7 +308,9 @@ def run(args, out: Path) -> int:
         if before is None:
             return 1
     heldout_rows = VideoPromptDataset(
-        [r for r in load_config(configs["eval"]) if r["task"] == "oeqa"], get_tokenizer(str(policy), None)
+        [r for r in load_config(configs["eval"]) if r["task"] == "oeqa"],
+        get_tokenizer(str(policy), None),
+        think=args.think,
     ).rows
     engine = cpu_grpo.InProcessEngine(policy, seed=args.rl_seed)  # GRPO goes on with it
     skill = {"before": cpu_grpo.heldout_eval(engine, get_tokenizer(str(policy), None), heldout_rows,
@@ -295,7 +320,7 @@ def run(args, out: Path) -> int:
 
     stage("GRPO", f"{args.steps} steps x {args.prompts_per_step} prompts x {args.samples} samples: vLLM rollouts, "
           "OpenRLHF group_norm advantages, PolicyLoss and Actor, weights synced into vLLM")  # fmt: skip
-    rows = VideoPromptDataset(kept, get_tokenizer(str(policy), None)).rows
+    rows = VideoPromptDataset(kept, get_tokenizer(str(policy), None), think=args.think).rows
 
     def show(m):
         parts = [
@@ -307,7 +332,7 @@ def run(args, out: Path) -> int:
 
     trained, history = cpu_grpo.train(policy, rows, out / "policy", steps=args.steps, prompts_per_step=args.prompts_per_step,
                                       n_samples=args.samples, max_new_tokens=args.max_new_tokens, lr=args.lr,
-                                      seed=args.rl_seed, updates=args.updates, kl_coef=args.kl, engine=engine,
+                                      seed=args.rl_seed, updates=args.updates, train_batch_size=args.train_batch_size, kl_coef=args.kl, engine=engine,
                                       on_step=show)  # fmt: skip
     done("GRPO")
 

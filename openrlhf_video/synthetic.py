@@ -16,7 +16,7 @@ import numpy as np
 
 from openrlhf_video.progress import progress
 
-VERSION = 2  # bump when the pictures change, so cached files are rebuilt
+VERSION = 3  # bump when the pictures change, so cached files are rebuilt
 COLORS = {
     "red": (220, 30, 30), "green": (30, 200, 30), "blue": (40, 60, 230), "yellow": (230, 220, 30),
     "purple": (150, 40, 200), "cyan": (30, 210, 220), "white": (240, 240, 240), "orange": (240, 140, 20),
@@ -93,7 +93,9 @@ def make_video(
         container.metadata["comment"] = params
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"} if background == "noise" else {}
+        # Lossless (qp 0): lossy x264 decoded to other pixels from run to run once torch was loaded
+        # (even with one thread; 2 of 12 clips), so a seeded run's data did not reproduce.
+        stream.options = {"qp": "0", "preset": "veryfast"} if background == "noise" else {}
         # PyAV's default (slice threads) has x264 cut each picture into one slice per core, which
         # a decoder can spread over cores; ordinary footage (ffmpeg's CLI) has one slice per picture.
         stream.thread_type = "FRAME"
@@ -114,7 +116,15 @@ def make_video(
 
 
 def make_synthetic_dataset(
-    out_dir, *, n_videos=8, seed=0, colors=None, square=0.5, tasks=None, duration: float | None = None
+    out_dir,
+    *,
+    n_videos=8,
+    seed=0,
+    colors=None,
+    square=0.5,
+    tasks=None,
+    duration: float | None = None,
+    whole_clip: bool = False,
 ) -> Path:
     """Write `videos/clip_XXX.mp4` and `records.jsonl` (tvg, mcq, gqa and oeqa records for every
     clip, or those of `tasks`; 6-12 s clips at 10 fps, or all `duration` s long, varied spans and
@@ -128,7 +138,7 @@ def make_synthetic_dataset(
         clip_s = drawn if duration is None else duration
         length = rng.randrange(15, int(clip_s * 5) + 1) / 10  # 1.5 s up to half the clip
         start = rng.randrange(0, int((clip_s - length) * 10) + 1) / 10
-        span = [start, round(start + length, 1)]
+        span = [0.0, clip_s] if whole_clip else [start, round(start + length, 1)]
         color = rng.choice(sorted(colors or COLORS))
         options = rng.sample([c for c in sorted(colors or COLORS) if c != color], min(3, len(colors or COLORS) - 1))
         options += [color]
