@@ -8,8 +8,8 @@ total_pixels 2048*28*28, min_pixels 4*28*28). Cold runs start from an empty cach
 they include writing the entry. Targets: cold <= 1/3 of fetch_video, warm <= 1/20.
 
 The default clips pan over a textured scene with grain, encoded with x264's defaults (B-frames,
-~0.85 Mbit/s) like ordinary footage; `--background noise` gives the worst case, per-frame noise at
-~11 Mbit/s with no B-frames, where decoding every frame is nearly all of everyone's time.
+~0.85 Mbit/s) like ordinary footage; `--background noise` gives the worst case, per-frame noise,
+lossless (~46 Mbit/s, no B-frames), where decoding every frame is nearly all of everyone's time.
 CPU seconds (all threads of this process) are printed beside wall seconds because the machines
 this runs on are often shared; MAD is the mean absolute difference from fetch_video's pixels.
 "ours cold, 1 thread" is ours with OPENRLHF_VIDEO_DECODE_THREADS=1: what sharing the keyframe

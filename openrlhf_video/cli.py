@@ -30,6 +30,10 @@ def main(argv=None) -> int:
     if os.environ.get("OPENRLHF_VIDEO_VERBOSE") != "1":
         for key, value in QUIET_ENV.items():
             os.environ.setdefault(key, value)
+        # Off a terminal other libraries' tqdm bars (lmms-eval, transformers, vLLM) would "\r"-join
+        # into huge log lines; ours print whole lines instead (openrlhf_video.progress).
+        if not sys.stderr.isatty():
+            os.environ.setdefault("TQDM_DISABLE", "1")
         warnings.simplefilter("ignore")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         width = max(map(len, SUBCOMMANDS))

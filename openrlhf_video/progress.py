@@ -37,4 +37,5 @@ def progress(iterable=None, **kwargs):
         # maxinterval off: tqdm's monitor thread would otherwise drop miniters to 1 after a slow tenth.
         kwargs = {"mininterval": SECONDS_WITHOUT_TOTAL, **kwargs, **every, "maxinterval": math.inf}
         kwargs["file"] = _Lines(sys.stderr)
+        kwargs.setdefault("disable", False)  # cli.py turns other libraries' bars off here (TQDM_DISABLE)
     return tqdm(iterable, **kwargs)
