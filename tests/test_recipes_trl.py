@@ -11,12 +11,11 @@ own record's label.
 
 import importlib.util
 import json
-from importlib.metadata import requires, version
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from packaging.requirements import Requirement
 
 from reward_plugins import record_label, score
 from reward_plugins.scoring import COMPONENTS
@@ -97,16 +96,6 @@ def scripted_model(tokenizer_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def _recipes_pins() -> dict[str, str]:
-    """{name: version} that setup.py's [recipes] extra pins (as the installed metadata has them)."""
-    pins = {}
-    for line in requires("openrlhf-video") or []:
-        req = Requirement(line)
-        if req.marker and req.marker.evaluate({"extra": "recipes"}):
-            pins[req.name] = next(spec.version for spec in req.specifier if spec.operator == "==")
-    return pins
-
-
 def _example():
     spec = importlib.util.spec_from_file_location("trl_grpo_example", REPO / "examples" / "trl_grpo.py")
     module = importlib.util.module_from_spec(spec)
@@ -120,7 +109,7 @@ def policy(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("label_column", [True, False], ids=["label-column", "record-columns"])
-def test_trl_grpo_trainer_logs_the_rewards_score_gives(policy, tmp_path, label_column):
+def test_trl_grpo_trainer_logs_the_rewards_score_gives(policy, tmp_path, label_column, pins):
     example = _example()
     records = tmp_path / "records.jsonl"
     records.write_text("".join(json.dumps(record) + "\n" for record in RECORDS))
@@ -133,7 +122,7 @@ def test_trl_grpo_trainer_logs_the_rewards_score_gives(policy, tmp_path, label_c
         "--use_cpu", "true", "--bf16", "false", "--use_vllm", "false", "--seed", "0", "--dataloader_num_workers", "0",
     ])  # fmt: skip
     assert trainer.state.global_step == 2
-    assert version("trl") == _recipes_pins()["trl"]  # the release setup.py's [recipes] names
+    assert version("trl") == pins("openrlhf-video", "recipes")["trl"]  # the release setup.py's [recipes] names
 
     # The records by their prompt: the user message is the record's question in its task template.
     by_prompt = {example.prompt_messages(record)[1]["content"]: record for record in RECORDS}

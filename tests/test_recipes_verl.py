@@ -50,20 +50,6 @@ CASES = [
 ]  # fmt: skip
 
 
-def _recipes_pins() -> dict[str, str]:
-    """{name: version} that setup.py's [recipes] extra pins (as the installed metadata has them)."""
-    from importlib.metadata import requires
-
-    from packaging.requirements import Requirement
-
-    pins = {}
-    for line in requires("openrlhf-video") or []:
-        req = Requirement(line)
-        if req.marker and req.marker.evaluate({"extra": "recipes"}):
-            pins[req.name] = next(spec.version for spec in req.specifier if spec.operator == "==")
-    return pins
-
-
 def _example_data():
     spec = importlib.util.spec_from_file_location("verl_data_example", REPO / "examples" / "verl_data.py")
     module = importlib.util.module_from_spec(spec)
@@ -84,7 +70,7 @@ def _parquet(path: Path, *, ground_truth_as_dict: bool) -> str:
     return example.write_parquet(rows, str(path))
 
 
-def test_verl_reward_loop_stacks_the_scores_and_components_of_score(tmp_path, tiny_model_dir):
+def test_verl_reward_loop_stacks_the_scores_and_components_of_score(tmp_path, tiny_model_dir, pins):
     assert VERL_PYTHON.exists(), f"{VERL_PYTHON} is missing: run `bash cpu_env/setup.sh`"
     responses = [response for _, _, pair in CASES for response in pair]  # rollout.n = 2, interleaved
     spec = {
@@ -113,7 +99,9 @@ def test_verl_reward_loop_stacks_the_scores_and_components_of_score(tmp_path, ti
     assert run.returncode == 0, run.stderr[-6000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["example_reward"] == {"path": "pkg://reward_plugins.adapters", "name": "compute_score"}
-    assert out["versions"]["verl"] == _recipes_pins()["verl"]  # the release setup.py's [recipes] names
+    assert (
+        out["versions"]["verl"] == pins("openrlhf-video", "recipes")["verl"]
+    )  # the release setup.py's [recipes] names
 
     expected = [
         score(response, record_label(record), think=think is not False)
