@@ -141,7 +141,8 @@ def main(argv: list[str]) -> int:
     for flag, value, least in (("--samples", args.samples, 2), ("--k", args.k, 2), ("--steps", args.steps, 1),
                                ("--prompts-per-step", args.prompts_per_step, 1), ("--videos", args.videos, 1),
                                ("--eval-videos", args.eval_videos, 1), ("--max-new-tokens", args.max_new_tokens, 1),
-                               ("--updates", args.updates, 1), ("--warm-start-steps", args.warm_start_steps, 0)):  # fmt: skip
+                               ("--updates", args.updates, 1), ("--train-batch-size", args.train_batch_size, 1),
+                               ("--warm-start-steps", args.warm_start_steps, 0)):  # fmt: skip
         if value < least:
             parser.error(f"{flag} {value}: at least {least}")
     for flag, value in (("--lr", args.lr), ("--warm-start-lr", args.warm_start_lr)):

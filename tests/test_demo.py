@@ -46,12 +46,14 @@ def demo(tmp_path_factory):
         ("--max-new-tokens", 0),
         ("--lr", -0.001),
         ("--warm-start-lr", 0.0),
+        ("--train-batch-size", 0),
     ],
 )
 def test_settings_that_would_fail_late_are_refused_at_once(flag, value, tmp_path, capsys):
     """--samples 1 gave NaN weights (group_norm of one sample), --steps 0 a crash in the final
     table, a small --total-pixels an eval error, --max-new-tokens 0 a vLLM error and a negative
-    --lr an AdamW error: after minutes of warm start and selection."""
+    --lr an AdamW error, --train-batch-size 0 a silent whole-batch step: after minutes of warm start
+    and selection."""
     from openrlhf_video import demo
 
     with pytest.raises(SystemExit):
