@@ -129,7 +129,8 @@ def make_synthetic_dataset(
     """Write `videos/clip_XXX.mp4` and `records.jsonl` (tvg, mcq, gqa and oeqa records for every
     clip, or those of `tasks`; 6-12 s clips at 10 fps, or all `duration` s long, varied spans and
     colours, drawn from `colors`, default all eight). Returns `out_dir`, which is the records' video_root (their
-    `video` paths are relative to it)."""
+    `video` paths are relative to it). `whole_clip`: the square shows from the first frame to the last
+    (the span is still drawn, so a seed gives the same colours either way)."""
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     records = []
